@@ -1,0 +1,5 @@
+"""Allow ``python -m partnersync``."""
+
+from partnersync.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Credentials: the encrypted vault and the httpx.Auth flows that put them on requests."""

@@ -1,0 +1,104 @@
+"""Secrets at rest: AES-256-GCM with associated data, keyed by a key ring that supports rotation.
+
+A ciphertext is ``v1.<key id>.<base64(nonce ‖ ciphertext+tag)>``. The associated data binds it to
+where it is stored (e.g. ``account:demo-shop:access_token``), so copying a ciphertext to another
+row fails to decrypt. Keys come from ``PARTNERSYNC_KEYS`` (``id:base64key,…``, the first one
+encrypts) or from a key file of the same lines, created with mode 0600 by ``partnersync init``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from partnersync.errors import VaultError
+
+KEYS_ENV = "PARTNERSYNC_KEYS"
+_VERSION = "v1"
+
+
+class Vault:
+    """Encrypts and decrypts short secrets; never logs or shows them."""
+
+    def __init__(self, keys: dict[str, bytes], primary: str) -> None:
+        if primary not in keys:
+            raise VaultError("the primary key id is not in the key ring")
+        for key_id, key in keys.items():
+            if len(key) != 32:
+                raise VaultError(f"key {key_id!r} is not 32 bytes (AES-256)")
+            if "." in key_id or ":" in key_id:
+                raise VaultError(f"key id {key_id!r} may not contain '.' or ':'")
+        self._keys = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self.primary = primary
+
+    def __repr__(self) -> str:
+        return f"Vault(keys={sorted(self._keys)}, primary={self.primary!r})"
+
+    @classmethod
+    def parse(cls, text: str) -> Vault:
+        """Build from ``id:base64key`` entries separated by commas or newlines."""
+        keys: dict[str, bytes] = {}
+        order: list[str] = []
+        for entry in text.replace(",", "\n").splitlines():
+            entry = entry.strip()
+            if not entry or entry.startswith("#"):
+                continue
+            key_id, sep, encoded = entry.partition(":")
+            if not sep:
+                raise VaultError("key entries look like 'id:base64key'")
+            try:
+                keys[key_id] = base64.urlsafe_b64decode(encoded)
+            except ValueError as exc:
+                raise VaultError(f"key {key_id!r} is not valid base64") from exc
+            order.append(key_id)
+        if not order:
+            raise VaultError("no encryption key given")
+        return cls(keys, order[0])
+
+    @classmethod
+    def load(cls, key_file: Path) -> Vault:
+        """Keys from ``PARTNERSYNC_KEYS`` if set, else from ``key_file``."""
+        if os.environ.get(KEYS_ENV):
+            return cls.parse(os.environ[KEYS_ENV])
+        if not key_file.exists():
+            raise VaultError(
+                f"no encryption key: set {KEYS_ENV} or run 'partnersync init' to create {key_file}"
+            )
+        return cls.parse(key_file.read_text())
+
+    @staticmethod
+    def create_key_file(key_file: Path) -> None:
+        """Write a fresh random key to ``key_file`` (mode 0600); an existing file is kept."""
+        if key_file.exists():
+            return
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        entry = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n"
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(entry)
+
+    def encrypt(self, plaintext: str, aad: str) -> str:
+        """Encrypt under the primary key, bound to ``aad``."""
+        nonce = secrets.token_bytes(12)
+        sealed = self._keys[self.primary].encrypt(nonce, plaintext.encode(), aad.encode())
+        payload = base64.urlsafe_b64encode(nonce + sealed).decode()
+        return f"{_VERSION}.{self.primary}.{payload}"
+
+    def decrypt(self, token: str, aad: str) -> str:
+        """Decrypt a value made by :meth:`encrypt` with the same ``aad``."""
+        try:
+            version, key_id, payload = token.split(".", 2)
+        except ValueError:
+            raise VaultError("not a partnersync ciphertext") from None
+        if version != _VERSION or key_id not in self._keys:
+            raise VaultError(f"ciphertext uses unknown version or key id {key_id!r}")
+        try:
+            raw = base64.urlsafe_b64decode(payload)
+            return self._keys[key_id].decrypt(raw[:12], raw[12:], aad.encode()).decode()
+        except (InvalidTag, ValueError) as exc:
+            raise VaultError("ciphertext was tampered with or belongs elsewhere") from exc

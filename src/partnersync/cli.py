@@ -1,0 +1,473 @@
+"""The ``partnersync`` command: a thin typer shell over :mod:`partnersync.service`.
+
+Errors print one line and exit non-zero, without a traceback; read commands take ``--json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from partnersync.auth.vault import Vault
+from partnersync.config import init_project, load_project
+from partnersync.errors import PartnersyncError
+from partnersync.logs import configure_logging
+from partnersync.mapping.convert import to_utc
+from partnersync.service import Partnersync
+from partnersync.sync.engine import PullProgress, RunSummary
+
+app = typer.Typer(
+    name="partnersync",
+    help="Keep a brand's products, inventory and orders in step with partner platforms.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+accounts_app = typer.Typer(help="Wire platform accounts.", no_args_is_help=True)
+sync_app = typer.Typer(help="Move data between platforms and the hub.", no_args_is_help=True)
+runs_app = typer.Typer(help="Sync run history.", no_args_is_help=True)
+records_app = typer.Typer(help="Canonical records in the hub.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Records that could not be mapped.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="Loopback fakes of partner platforms.", no_args_is_help=True)
+for sub, name in [
+    (accounts_app, "accounts"),
+    (sync_app, "sync"),
+    (runs_app, "runs"),
+    (records_app, "records"),
+    (dlq_app, "dlq"),
+    (sandbox_app, "sandbox"),
+]:
+    app.add_typer(sub, name=name)
+
+console = Console()
+errors = Console(stderr=True)
+
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option("--project", "-p", help="Project directory (default: $PARTNERSYNC_PROJECT or .)"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class _State:
+    project_dir: Path | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def _root(project: ProjectOption = None) -> None:
+    state.project_dir = project
+
+
+def open_service() -> Partnersync:
+    """Load the project, start logging with redaction, open the hub."""
+    project = load_project(state.project_dir)
+    redactor = configure_logging(project.log_file)
+    return Partnersync(project, redactor=redactor)
+
+
+def emit_json(data: Any) -> None:
+    """Print JSON for scripts."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+# -- init -----------------------------------------------------------------------------------
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Project directory.")] = Path(".")) -> None:
+    """Create partnersync.toml, an encryption key and the hub database."""
+    path = init_project(directory)
+    project = load_project(directory)
+    Vault.create_key_file(project.key_file)
+    service = Partnersync(project)
+    service.close()
+    console.print(
+        f"project file: {path}\nhub database: {project.database_url}\nkey file: {project.key_file}"
+    )
+
+
+# -- accounts -------------------------------------------------------------------------------
+@accounts_app.command("add")
+def accounts_add(
+    name: str,
+    platform: Annotated[str, typer.Option(help="Platform, e.g. shopify.")],
+    url: Annotated[str, typer.Option(help="Base URL, e.g. https://my-shop.myshopify.com.")],
+    api_version: Annotated[str | None, typer.Option(help="API version to pin.")] = None,
+    secret_env: Annotated[
+        list[str] | None,
+        typer.Option(help="FIELD=ENVVAR: read a secret from an environment variable."),
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE connector option (e.g. pace=false).")
+    ] = None,
+    allow_loopback: Annotated[
+        bool, typer.Option(help="Allow a plain-http loopback URL (sandboxes and tests only).")
+    ] = False,
+) -> None:
+    """Add (or replace) an account; secrets are prompted for or read from the environment."""
+    service = open_service()
+    spec = service.registry.get(platform)
+    from_env = dict(item.split("=", 1) for item in secret_env or [])
+    secrets: dict[str, str] = {}
+    for field in spec.secret_fields:
+        if field in from_env:
+            value = os.environ.get(from_env[field])
+            if not value:
+                raise PartnersyncError(f"environment variable {from_env[field]} is empty or unset")
+            secrets[field] = value
+        else:
+            secrets[field] = typer.prompt(f"{field} for {name}", hide_input=True)
+    options: dict[str, Any] = {}
+    for item in option or []:
+        key, _, raw = item.partition("=")
+        options[key] = _option_value(raw)
+    service.add_account(
+        name=name,
+        platform=platform,
+        base_url=url,
+        secrets=secrets,
+        api_version=api_version,
+        options=options,
+        allow_loopback=allow_loopback,
+    )
+    console.print(f"account [bold]{name}[/] added ({platform}); secrets stored encrypted")
+
+
+def _option_value(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(raw)
+    except ValueError:
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+
+
+@accounts_app.command("list")
+def accounts_list(as_json: JsonOption = False) -> None:
+    """List accounts (never their secrets)."""
+    accounts = open_service().store.list_accounts()
+    if as_json:
+        emit_json(accounts)
+        return
+    table = Table("name", "platform", "base URL", "API version")
+    for account in accounts:
+        table.add_row(
+            account["name"], account["platform"], account["base_url"], account["api_version"] or ""
+        )
+    console.print(table)
+
+
+@accounts_app.command("remove")
+def accounts_remove(name: str) -> None:
+    """Remove an account (its hub records and run history stay)."""
+    if not open_service().store.remove_account(name):
+        raise PartnersyncError(f"no account named {name!r}")
+    console.print(f"account {name} removed")
+
+
+@accounts_app.command("test")
+def accounts_test(name: str) -> None:
+    """Make one authenticated call to the platform."""
+    service = open_service()
+    description = anyio.run(service.test_account, name)
+    console.print(f"[green]ok[/]: {name} → {description}")
+
+
+# -- sync -----------------------------------------------------------------------------------
+def run_pull(
+    service: Partnersync,
+    account: str,
+    entity: str,
+    *,
+    full: bool = False,
+    since: datetime | None = None,
+    show_progress: bool = True,
+) -> RunSummary:
+    """Pull with a live progress line; returns the summary."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show_progress,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(entity, total=None, detail="starting")
+
+        def on_page(p: PullProgress) -> None:
+            progress.update(
+                task,
+                detail=f"page {p.pages}: {p.fetched} read, {p.created} new, {p.updated} changed, "
+                f"{p.dead_lettered} dead, {p.requests} req",
+            )
+
+        summary = anyio.run(
+            lambda: service.pull(account, entity, full=full, since=since, on_page=on_page)
+        )
+        progress.update(task, total=1, completed=1)
+    return summary
+
+
+def summary_dict(summary: RunSummary) -> dict[str, Any]:
+    """A run summary for JSON output."""
+    p = summary.progress
+    return {
+        "run_id": summary.run_id,
+        "account": summary.account,
+        "entity": summary.entity,
+        "status": summary.status,
+        "since": summary.since.isoformat() if summary.since else None,
+        "cursor_after": summary.cursor_after,
+        "pages": p.pages,
+        "requests": p.requests,
+        "fetched": p.fetched,
+        "created": p.created,
+        "updated": p.updated,
+        "unchanged": p.unchanged,
+        "dead_lettered": p.dead_lettered,
+        "error": summary.error,
+    }
+
+
+def summary_table(rows: list[tuple[str, RunSummary]], title: str) -> Table:
+    """created / updated / unchanged / dead-lettered / requests per run."""
+    table = Table(title=title)
+    for column in (
+        "pass",
+        "entity",
+        "status",
+        "fetched",
+        "created",
+        "updated",
+        "unchanged",
+        "dead-lettered",
+        "requests",
+    ):
+        numeric = column not in ("pass", "entity", "status")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
+    colour = {"succeeded": "green", "partial": "yellow", "failed": "red"}
+    for label, s in rows:
+        p = s.progress
+        table.add_row(
+            label,
+            s.entity,
+            f"[{colour.get(s.status, 'white')}]{s.status}[/]",
+            str(p.fetched),
+            str(p.created),
+            str(p.updated),
+            str(p.unchanged),
+            str(p.dead_lettered),
+            str(p.requests),
+        )
+    return table
+
+
+@sync_app.command("pull")
+def sync_pull(
+    account: str,
+    entity: Annotated[str, typer.Argument(help="products, inventory, orders, or all")],
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-read everything, ignoring the cursor.")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Start from this ISO-8601 time instead of the cursor.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pull changes since the last checkpoint from a platform into the hub."""
+    service = open_service()
+    start = to_utc(since) if since else None
+    entities = service.entities(account) if entity == "all" else [entity]
+    results = [
+        (
+            entity_name,
+            run_pull(
+                service, account, entity_name, full=full, since=start, show_progress=not as_json
+            ),
+        )
+        for entity_name in entities
+    ]
+    if as_json:
+        emit_json([summary_dict(s) for _, s in results])
+    else:
+        console.print(summary_table([(f"run {s.run_id}", s) for _, s in results], "pull"))
+        for _, s in results:
+            if s.error:
+                errors.print(f"[red]run {s.run_id} failed:[/] {s.error}")
+    if any(s.status == "failed" for _, s in results):
+        raise typer.Exit(1)
+
+
+# -- runs, records, dead letters ------------------------------------------------------------
+@runs_app.command("list")
+def runs_list(
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    limit: Annotated[int, typer.Option(help="How many.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Recent runs, newest first."""
+    runs = open_service().store.list_runs(account=account, limit=limit)
+    if as_json:
+        emit_json(runs)
+        return
+    table = Table(
+        "id",
+        "account",
+        "entity",
+        "mode",
+        "status",
+        "started",
+        "fetched",
+        "created",
+        "updated",
+        "unchanged",
+        "dead",
+        "requests",
+    )
+    for r in runs:
+        table.add_row(
+            str(r["id"]),
+            r["account"],
+            r["entity"],
+            r["mode"],
+            r["status"],
+            r["started_at"][:19],
+            str(r["fetched"]),
+            str(r["created"]),
+            str(r["updated"]),
+            str(r["unchanged"]),
+            str(r["dead_lettered"]),
+            str(r["requests"]),
+        )
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: int, as_json: JsonOption = False) -> None:
+    """One run in full."""
+    run = open_service().store.get_run(run_id)
+    if run is None:
+        raise PartnersyncError(f"no run {run_id}")
+    if as_json:
+        emit_json(run)
+        return
+    table = Table("field", "value", show_header=False)
+    for key, value in run.items():
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)
+
+
+@records_app.command("show")
+def records_show(account: str, entity: str, external_id: str, as_json: JsonOption = False) -> None:
+    """A canonical record by its platform id."""
+    record = open_service().store.find_record(account, entity, external_id)
+    if record is None:
+        raise PartnersyncError(f"no {entity} record {external_id!r} from {account}")
+    if as_json:
+        emit_json(record)
+    else:
+        console.print_json(json.dumps(record, default=str))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    entity: Annotated[str | None, typer.Option(help="Only this entity.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Open dead letters: record, field and reason."""
+    letters = open_service().store.list_dead_letters(account=account, entity=entity)
+    if as_json:
+        emit_json(letters)
+        return
+    table = Table("id", "run", "account", "entity", "record", "field", "reason")
+    for d in letters:
+        table.add_row(
+            str(d["id"]),
+            str(d["run_id"]),
+            d["account"],
+            d["entity"],
+            d["external_id"] or "?",
+            d["field"],
+            d["reason"],
+        )
+    console.print(table)
+
+
+# -- sandbox and demo -----------------------------------------------------------------------
+@sandbox_app.command("serve")
+def sandbox_serve(
+    platform: Annotated[str, typer.Argument(help="Which platform to fake.")] = "shopify",
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).")] = 0,
+    token: Annotated[str, typer.Option(help="The access token it accepts.")] = "sandbox-token",
+    products: Annotated[int, typer.Option(help="Products to generate.")] = 60,
+    orders: Annotated[int, typer.Option(help="Orders to generate.")] = 40,
+    restore_rate: Annotated[float, typer.Option(help="Cost points restored per second.")] = 100.0,
+    log: Annotated[Path | None, typer.Option(help="JSONL request log file.")] = None,
+) -> None:
+    """Serve a sandbox in the foreground until Ctrl-C."""
+    from partnersync.connectors.registry import ConnectorRegistry
+
+    spec = ConnectorRegistry.from_entry_points().get(platform)
+    if spec.sandbox is None:
+        raise PartnersyncError(f"{platform} has no sandbox")
+    sandbox = spec.sandbox(
+        token=token,
+        port=port,
+        products=products,
+        orders=orders,
+        restore_rate=restore_rate,
+        log_path=log,
+    )
+    sandbox.port = port
+    errors.print(f"{platform} sandbox on 127.0.0.1 (token {token!r}); Ctrl-C stops it")
+    with contextlib.suppress(KeyboardInterrupt):
+        _announce_and_serve(sandbox)
+
+
+def _announce_and_serve(sandbox: Any) -> None:
+    sandbox.start()
+    console.print(f"serving {sandbox.url}")
+    try:
+        while True:
+            anyio.run(anyio.sleep, 3600)
+    finally:
+        sandbox.stop()
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to keep the demo project.")
+    ] = Path("partnersync-demo"),
+) -> None:
+    """Pull from a local sandbox Shopify into a SQLite hub, change it, pull again, show the diff."""
+    from partnersync.demo import run_demo
+
+    run_demo(directory, console)
+
+
+def main() -> None:
+    """Console entry point: one clear line and a non-zero exit on errors."""
+    try:
+        app()
+    except PartnersyncError as exc:
+        errors.print(f"[red]error:[/] {exc}")
+        sys.exit(2)

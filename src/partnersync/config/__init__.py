@@ -1,0 +1,193 @@
+"""Settings: the project file ``partnersync.toml`` and ``PARTNERSYNC_*`` environment variables.
+
+A project is a directory holding ``partnersync.toml``; relative paths in it (the SQLite hub, the
+key file, the log file) are resolved against that directory. Example::
+
+    [hub]
+    database = "sqlite:///hub.db"        # or postgresql://user@host/db
+    key_file = ".partnersync/key"
+    log_file = "logs/partnersync.log"
+
+    [sync]
+    overlap_seconds = 120
+
+    [accounts.my-shop]
+    overlap_seconds = 300
+
+    [accounts.my-shop.mapping.products]
+    vendor = { default = "Acme" }                  # when Shopify has none
+    product_type = { constant = "Apparel" }
+    status = { enum_map = { UNLISTED = "active" } }
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from partnersync.errors import ConfigError
+from partnersync.mapping.mapper import FieldOverride
+
+PROJECT_FILE = "partnersync.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HubConfig(_Strict):
+    """Where the hub, the key and the logs live."""
+
+    database: str = "sqlite:///hub.db"
+    key_file: str = ".partnersync/key"
+    log_file: str = "logs/partnersync.log"
+
+
+class SyncConfig(_Strict):
+    """Engine defaults."""
+
+    overlap_seconds: float = Field(default=120.0, ge=0)
+
+
+class AccountConfig(_Strict):
+    """Per-account adjustments kept as data in the project file."""
+
+    overlap_seconds: float | None = Field(default=None, ge=0)
+    mapping: dict[str, dict[str, FieldOverride]] = Field(default_factory=dict)
+
+
+class ProjectConfig(_Strict):
+    """The whole project file."""
+
+    hub: HubConfig = Field(default_factory=HubConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    accounts: dict[str, AccountConfig] = Field(default_factory=dict)
+
+
+class EnvSettings(BaseSettings):
+    """``PARTNERSYNC_PROJECT`` (directory) and ``PARTNERSYNC_DATABASE_URL`` (overrides the file)."""
+
+    model_config = SettingsConfigDict(env_prefix="PARTNERSYNC_", extra="ignore")
+
+    project: Path | None = None
+    database_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded project: its directory and validated configuration."""
+
+    root: Path
+    config: ProjectConfig
+    database_override: str | None = None
+
+    @property
+    def database_url(self) -> str:
+        """The hub URL, a relative SQLite path resolved against the project directory."""
+        url = self.database_override or self.config.hub.database
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith("sqlite:////"):
+            relative = url.removeprefix(prefix)
+            if relative and relative != ":memory:":
+                return prefix + str((self.root / relative).resolve())
+        return url
+
+    @property
+    def key_file(self) -> Path:
+        """The vault key file."""
+        return self.root / self.config.hub.key_file
+
+    @property
+    def log_file(self) -> Path:
+        """The log file."""
+        return self.root / self.config.hub.log_file
+
+    def account(self, name: str) -> AccountConfig:
+        """Per-account settings (defaults when the file has none)."""
+        return self.config.accounts.get(name, AccountConfig())
+
+    def overlap_seconds(self, account: str) -> float:
+        """The overlap for an account's incremental pulls."""
+        own = self.account(account).overlap_seconds
+        return self.config.sync.overlap_seconds if own is None else own
+
+
+DEFAULT_PROJECT_FILE = """\
+# partnersync project file — see README.md ("Project file").
+[hub]
+database = "sqlite:///hub.db"
+key_file = ".partnersync/key"
+log_file = "logs/partnersync.log"
+
+[sync]
+overlap_seconds = 120
+"""
+
+
+def load_project(directory: Path | None = None) -> Project:
+    """Load ``partnersync.toml`` from ``directory`` (or ``PARTNERSYNC_PROJECT``, or the cwd)."""
+    env = EnvSettings()
+    root = (directory or env.project or Path.cwd()).resolve()
+    path = root / PROJECT_FILE
+    if not path.exists():
+        raise ConfigError(f"no {PROJECT_FILE} in {root}; run 'partnersync init' there first")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    try:
+        config = ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
+    return Project(root=root, config=config, database_override=env.database_url)
+
+
+def init_project(directory: Path) -> Path:
+    """Create ``partnersync.toml`` in ``directory`` unless it exists; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / PROJECT_FILE
+    if not path.exists():
+        path.write_text(DEFAULT_PROJECT_FILE)
+    return path
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_base_url(url: str, *, allow_loopback: bool = False) -> str:
+    """Accept ``https://`` URLs to public hosts; plain http only to loopback when allowed."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"base URL {url!r} must be an http(s) URL with a host")
+    if parts.username or parts.password:
+        raise ConfigError("base URL must not carry credentials")
+    loopback = is_loopback_host(host)
+    if loopback and not allow_loopback:
+        raise ConfigError(
+            f"base URL {url!r} points at this machine; pass --allow-loopback for tests"
+        )
+    if parts.scheme == "http" and not loopback:
+        raise ConfigError(f"base URL {url!r} must use https")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return url.rstrip("/")
+    if not loopback and (address.is_private or address.is_link_local or address.is_reserved):
+        raise ConfigError(f"base URL {url!r} points at a private or reserved address")
+    return url.rstrip("/")

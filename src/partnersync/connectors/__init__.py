@@ -1,0 +1,1 @@
+"""Connectors talk to partner platforms; one sub-package per platform plus shared HTTP machinery."""

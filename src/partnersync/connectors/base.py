@@ -1,0 +1,170 @@
+"""The connector contract: capabilities, pages of raw records, and the registered spec.
+
+A connector talks to one platform for one account. It declares what it can do as
+:class:`Capabilities`; the engine asks before any I/O, and a connector refuses an undeclared
+entity with :class:`~partnersync.errors.CapabilityError`. Pulling yields :class:`Page` s of the
+platform's own JSON; mapping to the canonical model is the mapping layer's job, and storing it
+is the engine's: a connector never touches the database.
+
+A minimal connector (this example runs as a test)::
+
+    >>> import anyio
+    >>> class TinyConnector(Connector):
+    ...     platform = "tiny"
+    ...     capabilities = Capabilities.of(EntityCapability("products"))
+    ...
+    ...     async def pull(self, entity, *, since=None):
+    ...         self.capabilities.require_pull(entity)
+    ...         yield Page(records=[{"id": "1"}], number=1, requests=1)
+    >>> async def first_ids():
+    ...     async with TinyConnector(AccountInfo("acme", "tiny", "http://127.0.0.1")) as tiny:
+    ...         return [page.records async for page in tiny.pull("products")]
+    >>> anyio.run(first_ids)
+    [[{'id': '1'}]]
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import httpx
+
+from partnersync.clock import Clock, SystemClock
+from partnersync.errors import CapabilityError
+
+if TYPE_CHECKING:
+    from partnersync.mapping.mapper import Mapper
+    from partnersync.sandbox.framework import Sandbox
+
+
+@dataclass(frozen=True)
+class EntityCapability:
+    """What a connector can do with one entity.
+
+    ``sorted_by_cursor``: pages arrive in ascending ``cursor_field`` order, so the engine may
+    advance the cursor after each page; otherwise it advances once, at the end of the run, to
+    the run's start minus the overlap (DESIGN §4).
+    """
+
+    entity: str
+    pull: bool = True
+    incremental: bool = True
+    sorted_by_cursor: bool = True
+    cursor_field: str = "updated_at"
+    push: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The entities a connector handles, keyed by name."""
+
+    entities: Mapping[str, EntityCapability]
+
+    @classmethod
+    def of(cls, *items: EntityCapability) -> Capabilities:
+        """Build from a list of entity capabilities."""
+        return cls({item.entity: item for item in items})
+
+    def require_pull(self, entity: str) -> EntityCapability:
+        """The entity's capability, or CapabilityError if it cannot be pulled."""
+        capability = self.entities.get(entity)
+        if capability is None or not capability.pull:
+            raise CapabilityError(
+                f"cannot pull {entity!r}; pullable entities: "
+                f"{sorted(name for name, cap in self.entities.items() if cap.pull)}"
+            )
+        return capability
+
+
+@dataclass
+class Page:
+    """One page of raw platform records, with what it cost to fetch."""
+
+    records: list[dict[str, Any]]
+    number: int
+    requests: int
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """The non-secret facts a connector needs about the account it talks to."""
+
+    name: str
+    platform: str
+    base_url: str
+    api_version: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Connector(ABC):
+    """Talks to one platform for one account; use as an async context manager."""
+
+    platform: str
+    capabilities: Capabilities
+
+    def __init__(
+        self,
+        account: AccountInfo,
+        *,
+        auth: httpx.Auth | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.account = account
+        self.auth = auth
+        self.transport = transport
+        self.clock = clock or SystemClock()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Release connections (default: nothing to release)."""
+
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests sent so far, retries included."""
+        return 0
+
+    def mapping_settings(self) -> dict[str, Any]:
+        """Account-level facts mappers need (e.g. the shop currency), learned while pulling."""
+        return {}
+
+    async def check(self) -> str:
+        """Prove the credentials work with one cheap call; returns a human description."""
+        raise CapabilityError(f"{self.platform} connector has no check")
+
+    @abstractmethod
+    def pull(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
+        """Yield pages of ``entity`` records changed at or after ``since`` (all when ``None``)."""
+
+
+ConnectorFactory = Callable[..., Connector]
+AuthFactory = Callable[[Mapping[str, str]], httpx.Auth]
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """What a platform package registers under the ``partnersync.connectors`` entry point."""
+
+    platform: str
+    connector: type[Connector]
+    mappers: Mapping[str, type[Mapper[Any]]]
+    auth: AuthFactory
+    secret_fields: tuple[str, ...]
+    sandbox: Callable[..., Sandbox] | None = None
+    default_api_version: str | None = None

@@ -1,0 +1,1 @@
+"""Shared HTTP machinery: client with retries and error table, rate limiting, pagination."""

@@ -1,0 +1,220 @@
+"""The one HTTP client every connector uses.
+
+It wraps ``httpx.AsyncClient`` and adds, in this order for each attempt: pacing through the
+connector's :class:`~partnersync.connectors.http.ratelimit.TokenBucket`, the request, translation
+of httpx errors and HTTP statuses into our error tree (the status table below, STYLE habits 1-2),
+an optional per-call ``check`` of the parsed body (for platforms that signal errors in a 200),
+and tenacity retries for errors whose action is ``retry`` — exponential backoff with full jitter,
+``Retry-After`` honoured up to a cap, bounded by attempts and total delay (habit 4).
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from partnersync.clock import Clock, SystemClock
+from partnersync.connectors.http.ratelimit import TokenBucket
+from partnersync.errors import (
+    Action,
+    AuthenticationError,
+    BadRequestError,
+    BadResponseError,
+    ConnectorError,
+    NotFoundError,
+    PermissionDeniedError,
+    PlatformUnavailableError,
+    RateLimitedError,
+    TransportError,
+)
+
+STATUS_ERRORS: Mapping[int, type[ConnectorError]] = {
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitedError,
+}
+"""HTTP status → error class; 5xx map to PlatformUnavailableError, other 4xx to BadRequestError."""
+
+BodyCheck = Callable[[httpx.Response, Any], None]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry: attempts, total time, backoff shape and the ``Retry-After`` cap."""
+
+    max_attempts: int = 5
+    max_total_delay: float = 300.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    retry_after_cap: float = 300.0
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Parse ``Retry-After`` as seconds (``2``, ``2.0``) or an HTTP date; ``None`` if absent/bad."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def error_for_status(response: httpx.Response, clock_now: datetime | None = None) -> None:
+    """Raise the error the status table names for a non-2xx response."""
+    status = response.status_code
+    if status < 400:
+        return
+    snippet = response.text[:300] if response.content else ""
+    message = f"HTTP {status} from {response.request.method} {response.request.url.path}"
+    if snippet:
+        message += f": {snippet}"
+    if status == 429:
+        raise RateLimitedError(
+            message,
+            status_code=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After"), clock_now),
+        )
+    if status >= 500:
+        raise PlatformUnavailableError(message, status_code=status)
+    raise STATUS_ERRORS.get(status, BadRequestError)(message, status_code=status)
+
+
+class HttpClient:
+    """Async HTTP with pacing, retries and typed errors; one per connector instance."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | None = None,
+        limiter: TokenBucket | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.limiter = limiter
+        self.retry = retry or RetryPolicy()
+        self.clock = clock or SystemClock()
+        self.requests_sent = 0
+        self.retries = 0
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            auth=auth,
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            headers={"User-Agent": "partnersync", **(headers or {})},
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        """Close the underlying connection pool."""
+        await self._client.aclose()
+
+    def _should_retry(self, exc: BaseException, idempotent: bool) -> bool:
+        if not isinstance(exc, ConnectorError) or exc.action is not Action.RETRY:
+            return False
+        if isinstance(exc, RateLimitedError):
+            # Beyond the cap we give up with the typed error, so a scheduler can reschedule
+            # instead of a worker sleeping for an hour.
+            return exc.retry_after is None or exc.retry_after <= self.retry.retry_after_cap
+        # A write that may have reached the server is only repeated when it is idempotent.
+        return idempotent
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.retry.retry_after_cap)
+        backoff = wait_random_exponential(
+            multiplier=self.retry.backoff_initial, max=self.retry.backoff_max
+        )
+        return float(backoff(state))
+
+    async def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        cost: float = 1.0,
+        check: BodyCheck | None = None,
+        idempotent: bool = True,
+    ) -> tuple[httpx.Response, Any]:
+        """Send a request and parse its JSON body, retrying per policy; returns (response, body)."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.max_attempts)
+            | stop_after_delay(self.retry.max_total_delay),
+            wait=self._wait,
+            retry=retry_if_exception(lambda exc: self._should_retry(exc, idempotent)),
+            sleep=self.clock.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.retries += 1
+                return await self._attempt(method, url, json, params, cost, check)
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        json_body: Any,
+        params: Mapping[str, Any] | None,
+        cost: float,
+        check: BodyCheck | None,
+    ) -> tuple[httpx.Response, Any]:
+        if self.limiter is not None:
+            await self.limiter.acquire(cost)
+        content = orjson.dumps(json_body) if json_body is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        self.requests_sent += 1
+        try:
+            response = await self._client.request(
+                method, url, content=content, params=params, headers=headers
+            )
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"timed out: {method} {url}") from exc
+        except httpx.TransportError as exc:
+            raise TransportError(
+                f"connection failed: {method} {url}: {type(exc).__name__}"
+            ) from exc
+        try:
+            body: Any = orjson.loads(response.content) if response.content else None
+        except orjson.JSONDecodeError as exc:
+            if response.status_code >= 400:
+                error_for_status(response, self.clock.now())
+            raise BadResponseError(
+                f"invalid JSON from {method} {url} (HTTP {response.status_code})",
+                status_code=response.status_code,
+            ) from exc
+        if check is not None:
+            check(response, body)
+        error_for_status(response, self.clock.now())
+        return response, body

@@ -1,0 +1,38 @@
+"""Shopify: GraphQL Admin API connector, mappers and sandbox, registered as ``SHOPIFY``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from partnersync.auth.schemes import HeaderTokenAuth
+from partnersync.connectors.base import ConnectorSpec
+from partnersync.connectors.shopify.connector import DEFAULT_API_VERSION, ShopifyConnector
+from partnersync.connectors.shopify.mappers import IMPORT_MAPPERS
+
+
+def access_token_auth(secrets: Mapping[str, str]) -> httpx.Auth:
+    """``X-Shopify-Access-Token`` from the account's ``access_token`` secret."""
+    return HeaderTokenAuth("X-Shopify-Access-Token", secrets["access_token"])
+
+
+def _sandbox(**options: Any) -> Any:
+    from partnersync.sandbox.shopify import ShopifySandbox
+
+    return ShopifySandbox(**options)
+
+
+SHOPIFY = ConnectorSpec(
+    platform="shopify",
+    connector=ShopifyConnector,
+    mappers=IMPORT_MAPPERS,
+    auth=access_token_auth,
+    secret_fields=("access_token",),
+    sandbox=_sandbox,
+    default_api_version=DEFAULT_API_VERSION,
+)
+"""The Shopify connector as the registry sees it."""
+
+__all__ = ["SHOPIFY", "ShopifyConnector"]

@@ -1,0 +1,315 @@
+"""Shopify connector on the GraphQL Admin API (REST is legacy for new apps; see shopify.md).
+
+* Endpoint ``POST {base}/admin/api/{version}/graphql.json``; version pinned per account
+  (default 2026-10); auth ``X-Shopify-Access-Token`` through :class:`HeaderTokenAuth`.
+* Incremental pulls filter with the search syntax ``updated_at:>='…'`` and sort by
+  ``UPDATED_AT`` where the connection allows (products, orders). ``inventoryItems`` has no
+  sort key, so inventory declares ``sorted_by_cursor=False`` and the engine checkpoints at the end.
+* Pages follow ``pageInfo.endCursor``; each page is sized with :func:`largest_page` so the
+  requested cost stays under the 1,000-point single-query maximum (250 is the hard cap). A
+  product with more variants than the first nested batch (an inventory item with more levels,
+  an order with more line items) has the rest paged through ``node(id:)``.
+* Cost-based throttling: before each query the connector's :class:`TokenBucket` must hold the
+  query's requested cost; every response's ``extensions.cost.throttleStatus`` resets the bucket
+  to Shopify's own numbers. A ``THROTTLED`` answer (HTTP 200 with errors, or 429) is retried
+  after ``(requested − currentlyAvailable) / restoreRate`` seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from partnersync.clock import Clock
+from partnersync.connectors.base import (
+    AccountInfo,
+    Capabilities,
+    Connector,
+    EntityCapability,
+    Page,
+)
+from partnersync.connectors.http.client import HttpClient, RetryPolicy
+from partnersync.connectors.http.pagination import GraphQLCursorPaginator, RequestSpec, paginate
+from partnersync.connectors.http.ratelimit import TokenBucket
+from partnersync.connectors.shopify import queries
+from partnersync.connectors.shopify.cost import (
+    MAX_PAGE_SIZE,
+    SINGLE_QUERY_MAX_COST,
+    largest_page,
+    requested_cost,
+)
+from partnersync.errors import (
+    BadRequestError,
+    BadResponseError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
+
+DEFAULT_API_VERSION = "2026-10"
+
+
+def format_search_time(moment: datetime) -> str:
+    """A timestamp as Shopify's search syntax expects it (UTC, ``Z``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def updated_since_query(since: datetime | None) -> str | None:
+    """The ``query`` argument for records updated at or after ``since``."""
+    if since is None:
+        return None
+    return f"updated_at:>='{format_search_time(since)}'"
+
+
+class ShopifyConnector(Connector):
+    """Pulls products (with all variants), inventory levels and orders from one shop."""
+
+    platform = "shopify"
+    capabilities = Capabilities.of(
+        EntityCapability("products", sorted_by_cursor=True),
+        EntityCapability("inventory", sorted_by_cursor=False),
+        EntityCapability("orders", sorted_by_cursor=True),
+    )
+
+    def __init__(
+        self,
+        account: AccountInfo,
+        *,
+        auth: httpx.Auth | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(account, auth=auth, transport=transport, clock=clock)
+        options = account.options
+        self.api_version = account.api_version or DEFAULT_API_VERSION
+        self.max_query_cost = int(options.get("max_query_cost", SINGLE_QUERY_MAX_COST))
+        self.page_size_cap = int(options.get("page_size", MAX_PAGE_SIZE))
+        self.variants_first = int(options.get("variants_first", 10))
+        self.levels_first = int(options.get("levels_first", 10))
+        self.line_items_first = int(options.get("line_items_first", 10))
+        self.limiter: TokenBucket | None = (
+            TokenBucket(
+                capacity=float(options.get("bucket_size", 1000)),
+                refill_rate=float(options.get("restore_rate", 100)),
+                clock=self.clock,
+            )
+            if options.get("pace", True)
+            else None
+        )
+        self.throttled = 0
+        self._currency: str | None = None
+        self._shop_name: str | None = None
+        self.http = HttpClient(
+            account.base_url.rstrip("/"),
+            auth=auth,
+            limiter=self.limiter,
+            retry=RetryPolicy(max_attempts=int(options.get("max_attempts", 6))),
+            clock=self.clock,
+            transport=transport,
+            timeout=float(options.get("timeout", 30.0)),
+        )
+        self.endpoint = f"/admin/api/{self.api_version}/graphql.json"
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.http.aclose()
+
+    @property
+    def requests_sent(self) -> int:
+        """GraphQL requests sent, retries included."""
+        return self.http.requests_sent
+
+    def mapping_settings(self) -> dict[str, Any]:
+        """The shop currency, which variant prices are expressed in."""
+        return {"currency": self._currency} if self._currency else {}
+
+    # -- transport ---------------------------------------------------------------------------
+    def _check(self, response: httpx.Response, body: Any) -> None:
+        """Read throttle status and GraphQL errors out of a response body."""
+        if not isinstance(body, dict):
+            if response.status_code < 400:
+                raise BadResponseError(
+                    f"expected a JSON object from {self.endpoint}", status_code=response.status_code
+                )
+            return
+        extensions = body.get("extensions")
+        cost = extensions.get("cost") if isinstance(extensions, dict) else None
+        status = cost.get("throttleStatus") if isinstance(cost, dict) else None
+        if isinstance(status, dict) and self.limiter is not None:
+            self.limiter.observe(
+                float(status.get("currentlyAvailable", 0)),
+                float(status.get("maximumAvailable") or 0) or None,
+                float(status.get("restoreRate") or 0) or None,
+            )
+        errors = body.get("errors")
+        if not errors or isinstance(errors, str):
+            if response.status_code < 400 and not isinstance(body.get("data"), dict):
+                raise BadResponseError("GraphQL response has no data", status_code=200)
+            return
+        codes = {
+            (err.get("extensions") or {}).get("code") for err in errors if isinstance(err, dict)
+        }
+        if "THROTTLED" in codes:
+            self.throttled += 1
+            raise RateLimitedError(
+                "Shopify THROTTLED the query",
+                status_code=response.status_code,
+                retry_after=_throttle_wait(cost, status),
+            )
+        if response.status_code >= 400:
+            return
+        messages = "; ".join(str(err.get("message")) for err in errors if isinstance(err, dict))[
+            :500
+        ]
+        if "MAX_COST_EXCEEDED" in codes:
+            raise BadRequestError(f"query cost over the single-query maximum: {messages}")
+        if "ACCESS_DENIED" in codes:
+            raise PermissionDeniedError(f"access denied: {messages}")
+        raise BadResponseError(f"GraphQL errors: {messages}")
+
+    async def _fetch(self, request: RequestSpec) -> tuple[httpx.Response, Any]:
+        payload = request.json or {}
+        cost = requested_cost(payload["query"], payload.get("variables") or {})
+        return await self.http.request_json(
+            "POST", self.endpoint, json=payload, cost=cost, check=self._check
+        )
+
+    async def graphql(self, document: str, variables: Mapping[str, Any] | None = None) -> Any:
+        """Run one query and return its ``data``."""
+        _, body = await self._fetch(
+            RequestSpec("POST", self.endpoint, json={"query": document, "variables": variables})
+        )
+        return body["data"]
+
+    # -- operations --------------------------------------------------------------------------
+    async def check(self) -> str:
+        """Fetch the shop's name and currency."""
+        await self._load_shop()
+        return f"{self._shop_name} ({self._currency})"
+
+    async def _load_shop(self) -> None:
+        data = await self.graphql(queries.SHOP)
+        shop = data.get("shop") or {}
+        self._shop_name = str(shop.get("name"))
+        self._currency = str(shop.get("currencyCode"))
+
+    def pull(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
+        """Pages of products, inventory levels or orders updated at or after ``since``."""
+        self.capabilities.require_pull(entity)
+        return self._pull(entity, since)
+
+    async def _pull(self, entity: str, since: datetime | None) -> AsyncIterator[Page]:
+        if self._currency is None:
+            await self._load_shop()
+        if entity == "products":
+            source = self._walk(
+                queries.PRODUCTS,
+                "products",
+                {"variantsFirst": self.variants_first},
+                since,
+                nested=("variants", queries.PRODUCT_VARIANTS),
+            )
+        elif entity == "orders":
+            source = self._walk(
+                queries.ORDERS,
+                "orders",
+                {"lineItemsFirst": self.line_items_first},
+                since,
+                nested=("lineItems", queries.ORDER_LINE_ITEMS),
+            )
+        else:
+            source = self._walk(
+                queries.INVENTORY_ITEMS,
+                "inventoryItems",
+                {"levelsFirst": self.levels_first},
+                since,
+                nested=("inventoryLevels", queries.INVENTORY_ITEM_LEVELS),
+            )
+        async for page in source:
+            if entity == "inventory":
+                page.records = _flatten_levels(page.records)
+            yield page
+
+    def page_size(self, document: str, variables: Mapping[str, Any]) -> int:
+        """Largest page keeping the requested cost under the configured maximum."""
+        size = largest_page(document, variables, max_cost=self.max_query_cost)
+        return min(size, self.page_size_cap)
+
+    async def _walk(
+        self,
+        document: str,
+        root: str,
+        extra: dict[str, Any],
+        since: datetime | None,
+        *,
+        nested: tuple[str, str],
+    ) -> AsyncIterator[Page]:
+        variables: dict[str, Any] = {"query": updated_since_query(since), **extra}
+        variables["first"] = self.page_size(document, variables)
+        request = RequestSpec(
+            "POST", self.endpoint, json={"query": document, "variables": variables}
+        )
+        paginator = GraphQLCursorPaginator(page_info_path=("data", root, "pageInfo"))
+        number = 0
+        before = self.requests_sent
+        async for _, body in paginate(self._fetch, request, paginator):
+            connection = body["data"][root]
+            nodes = connection.get("nodes")
+            if not isinstance(nodes, list):
+                raise BadResponseError(f"{root}.nodes is not a list")
+            field, follow = nested
+            for node in nodes:
+                await self._complete_nested(node, field, follow)
+            number += 1
+            spent, before = self.requests_sent - before, self.requests_sent
+            yield Page(records=nodes, number=number, requests=spent)
+
+    async def _complete_nested(self, node: dict[str, Any], field: str, document: str) -> None:
+        """Page the rest of a nested connection that did not fit the first batch."""
+        connection = node.get(field)
+        if not isinstance(connection, dict):
+            return
+        info = connection.get("pageInfo") or {}
+        if not info.get("hasNextPage"):
+            return
+        size = largest_page(document, {"id": node["id"]}, max_cost=self.max_query_cost)
+        request = RequestSpec(
+            "POST",
+            self.endpoint,
+            json={
+                "query": document,
+                "variables": {"id": node["id"], "first": size, "after": info.get("endCursor")},
+            },
+        )
+        paginator = GraphQLCursorPaginator(page_info_path=("data", "node", field, "pageInfo"))
+        async for _, body in paginate(self._fetch, request, paginator):
+            more = ((body["data"] or {}).get("node") or {}).get(field) or {}
+            connection["nodes"].extend(more.get("nodes") or [])
+        connection["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+
+
+def _throttle_wait(cost: Any, status: Any) -> float | None:
+    if not isinstance(cost, dict) or not isinstance(status, dict):
+        return None
+    try:
+        needed = float(cost.get("requestedQueryCost") or 0)
+        available = float(status.get("currentlyAvailable") or 0)
+        rate = float(status.get("restoreRate") or 0)
+    except (TypeError, ValueError):
+        return None
+    if rate <= 0:
+        return None
+    return max(0.0, (needed - available) / rate)
+
+
+def _flatten_levels(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per inventory level, carrying its item as ``InventoryLevel.item`` does."""
+    levels: list[dict[str, Any]] = []
+    for item in items:
+        connection = item.get("inventoryLevels") or {}
+        header = {"id": item.get("id"), "sku": item.get("sku"), "updatedAt": item.get("updatedAt")}
+        for level in connection.get("nodes") or []:
+            levels.append({**level, "item": header})
+    return levels

@@ -1,0 +1,128 @@
+"""Shopify GraphQL Admin requested-cost calculation, done before sending a query.
+
+The rules (``../shared/platforms/shopify.md``, shopify.dev "GraphQL Admin API rate limits"):
+scalars and enums cost 0, an object 1, a connection ``2 + first × (cost of one node)``, nested
+connections multiply, ``pageInfo`` is free; a mutation costs 10. A list of objects that takes
+``first`` (e.g. ``Order.fulfillments``) costs ``first × (cost of one item)``; one without counts
+as a single object. The worked example from the docs,
+``products(first: 10) { nodes { title variants(first: 5) { nodes { price } } } }``, costs 82.
+
+The connector uses this to size pages under the 1,000-point single-query maximum and to pace
+itself; the sandbox uses the same rules to charge its bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    parse,
+)
+
+MUTATION_COST = 10
+SINGLE_QUERY_MAX_COST = 1000
+MAX_PAGE_SIZE = 250
+
+
+@lru_cache(maxsize=256)
+def parse_document(document: str) -> DocumentNode:
+    """Parse once per distinct document."""
+    return parse(document)
+
+
+class _Coster:
+    def __init__(self, document: DocumentNode, variables: Mapping[str, Any]) -> None:
+        self.variables = variables
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+
+    def page_size(self, node: FieldNode) -> int | None:
+        for argument in node.arguments or ():
+            if argument.name.value in ("first", "last"):
+                value = argument.value
+                if isinstance(value, IntValueNode):
+                    return int(value.value)
+                if isinstance(value, VariableNode):
+                    bound = self.variables.get(value.name.value)
+                    return int(bound) if bound is not None else 0
+        return None
+
+    def selection(self, selection_set: SelectionSetNode | None) -> int:
+        if selection_set is None:
+            return 0
+        total = 0
+        for item in selection_set.selections:
+            if isinstance(item, FieldNode):
+                total += self.field(item)
+            elif isinstance(item, InlineFragmentNode):
+                total += self.selection(item.selection_set)
+            elif isinstance(item, FragmentSpreadNode):
+                total += self.selection(self.fragments[item.name.value].selection_set)
+        return total
+
+    def field(self, node: FieldNode) -> int:
+        if node.selection_set is None or node.name.value == "pageInfo":
+            return 0
+        size = self.page_size(node)
+        names = {s.name.value for s in node.selection_set.selections if isinstance(s, FieldNode)}
+        if size is not None and names & {"nodes", "edges"}:
+            return 2 + size * self.connection_node(node.selection_set)
+        if size is not None:
+            return size * (1 + self.selection(node.selection_set))
+        return 1 + self.selection(node.selection_set)
+
+    def connection_node(self, selection_set: SelectionSetNode) -> int:
+        cost = 0
+        for item in selection_set.selections:
+            if not isinstance(item, FieldNode) or item.selection_set is None:
+                continue
+            if item.name.value == "nodes":
+                cost = max(cost, 1 + self.selection(item.selection_set))
+            elif item.name.value == "edges":
+                for inner in item.selection_set.selections:
+                    if isinstance(inner, FieldNode) and inner.name.value == "node":
+                        cost = max(cost, 1 + self.selection(inner.selection_set))
+        return cost
+
+
+def requested_cost(document: str, variables: Mapping[str, Any] | None = None) -> int:
+    """The points Shopify will ask the bucket for before running ``document``."""
+    parsed = parse_document(document)
+    operation = next(d for d in parsed.definitions if isinstance(d, OperationDefinitionNode))
+    if operation.operation is OperationType.MUTATION:
+        return MUTATION_COST
+    return _Coster(parsed, variables or {}).selection(operation.selection_set)
+
+
+def largest_page(
+    document: str,
+    variables: Mapping[str, Any],
+    *,
+    page_variable: str = "first",
+    max_cost: int = SINGLE_QUERY_MAX_COST,
+    hard_cap: int = MAX_PAGE_SIZE,
+) -> int:
+    """The largest ``page_variable`` keeping the query's requested cost within ``max_cost``."""
+    one = requested_cost(document, {**variables, page_variable: 1})
+    two = requested_cost(document, {**variables, page_variable: 2})
+    per_item = two - one
+    if per_item <= 0:
+        return hard_cap
+    fixed = one - per_item
+    size = (max_cost - fixed) // per_item
+    if size < 1:
+        raise ValueError(f"a single item already costs {one} points, over {max_cost}")
+    return int(min(hard_cap, size))

@@ -1,0 +1,51 @@
+"""Logging to the project's log file, with every known secret redacted at the root handler."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces registered secret values in every formatted record with ``***``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+
+    def register(self, *values: str) -> None:
+        """Add secrets to redact (empty and very short values are ignored)."""
+        self._secrets.update(v for v in values if v and len(v) >= 4)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every registered secret replaced."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Format once, redact, and freeze the message."""
+        message = self.redact(record.getMessage())
+        record.msg, record.args = message, None
+        if record.exc_info:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def configure_logging(log_file: Path, level: int = logging.INFO) -> RedactingFilter:
+    """Send partnersync's (and httpx's) logs to ``log_file``; returns the redaction filter."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    redactor = RedactingFilter()
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if getattr(existing, "_partnersync", False):
+            root.removeHandler(existing)
+            existing.close()
+    handler._partnersync = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    return redactor

@@ -1,0 +1,1 @@
+"""The canonical model and the machinery that maps platform JSON onto it and back."""

@@ -1,0 +1,503 @@
+"""A loopback Shopify GraphQL Admin API, executing against Shopify's real 2026-10 schema.
+
+Documents are parsed and validated with graphql-core against the introspection result Shopify
+ships (so a query that would fail on Shopify fails here), then executed with resolvers for the
+subset partnersync uses: ``shop``, ``products``, ``orders``, ``inventoryItems``, ``locations``,
+``node`` and their nested connections. Anything outside that subset resolves to ``null`` or an
+error, as an unknown field would on a shop with no such data.
+
+Shopify behaviour it follows (``../shared/platforms/shopify.md``): ``X-Shopify-Access-Token``
+(401 otherwise), ``first``/``last`` ≤ 250, opaque cursors with ``pageInfo``, the search syntax
+for ``updated_at``/``created_at``/``id``/``sku``, ``sortKey: UPDATED_AT``, the requested-cost
+calculation with its 1,000-point single-query maximum (``MAX_COST_EXCEEDED``), a leaky bucket
+reported in ``extensions.cost`` and ``THROTTLED`` (HTTP 200 by default, 429 with a knob) when the
+bucket cannot hold a query's requested cost; the unused part of the requested cost is refunded.
+
+Speed: each distinct document is validated once, and a rendered page is cached per
+(document, variables, data version), so repeated identical requests cost one dict lookup.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    build_client_schema,
+    execute_sync,
+    validate,
+)
+
+from partnersync.connectors.shopify.cost import (
+    SINGLE_QUERY_MAX_COST,
+    _Coster,
+    parse_document,
+    requested_cost,
+)
+from partnersync.sandbox.framework import Reply, Sandbox, json_reply
+from partnersync.sandbox.shopify.data import ShopifyData, gid_number
+from partnersync.sandbox.shopify.search import build_filter
+
+API_VERSION = "2026-10"
+SCHEMA_FILE = "admin_2026-10.json.gz"
+MAX_PAGE = 250
+INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
+_PATH = re.compile(r"^/admin/api/(?P<version>[0-9]{4}-[0-9]{2}|unstable)/graphql\.json$")
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> GraphQLSchema:
+    """Shopify's Admin GraphQL schema 2026-10 (introspection shipped in @shopify/dev-mcp, ISC)."""
+    source = resources.files(__package__).joinpath(SCHEMA_FILE)
+    with source.open("rb") as handle, gzip.open(handle) as unpacked:
+        data = json.load(unpacked)["data"]
+    schema = build_client_schema(data)
+    # graphql-core's strict schema check rejects a few deprecations Shopify ships; documents
+    # are still validated in full.
+    schema._validation_errors = []
+    return schema
+
+
+@lru_cache(maxsize=512)
+def validate_document(document: str) -> tuple[DocumentNode | None, tuple[str, ...]]:
+    """Parse and validate once per distinct document; returns (ast, error messages)."""
+    try:
+        ast = parse_document(document)
+    except GraphQLError as exc:
+        return None, (exc.message,)
+    errors = validate(load_schema(), ast)
+    return ast, tuple(error.message for error in errors)
+
+
+def _encode_cursor(key: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode()
+
+
+def _decode_cursor(cursor: str) -> Any:
+    try:
+        return tuple(orjson.loads(base64.urlsafe_b64decode(cursor.encode())))
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        raise GraphQLError(f"Invalid cursor for current pagination sort: {cursor!r}") from exc
+
+
+def _id_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (gid_number(record["id"]),)
+
+
+def _updated_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (record["updatedAt"], gid_number(record["id"]))
+
+
+def connection(
+    items: list[dict[str, Any]],
+    args: dict[str, Any],
+    view: Callable[[dict[str, Any]], dict[str, Any]],
+    key: Callable[[dict[str, Any]], tuple[Any, ...]] = _id_key,
+) -> dict[str, Any]:
+    """A Relay connection over ``items`` with keyset cursors, as Shopify pages."""
+    first, last = args.get("first"), args.get("last")
+    if first is None and last is None:
+        raise GraphQLError("you must provide one of first or last")
+    size = first if first is not None else last
+    if size is None or size < 0 or size > MAX_PAGE:
+        raise GraphQLError(f"The page size must be between 0 and {MAX_PAGE}")
+    ordered = sorted(items, key=key, reverse=bool(args.get("reverse")))
+    keys = [key(item) for item in ordered]
+    start = 0
+    if args.get("after"):
+        after = _decode_cursor(args["after"])
+        start = next(
+            (i for i, k in enumerate(keys) if (k < after if args.get("reverse") else k > after)),
+            len(keys),
+        )
+    page = ordered[start : start + size]
+    nodes = [view(item) for item in page]
+    return {
+        "nodes": nodes,
+        "edges": [
+            {"node": node, "cursor": _encode_cursor(key(item))}
+            for node, item in zip(nodes, page, strict=True)
+        ],
+        "pageInfo": {
+            "hasNextPage": start + size < len(ordered),
+            "hasPreviousPage": start > 0,
+            "startCursor": _encode_cursor(key(page[0])) if page else None,
+            "endCursor": _encode_cursor(key(page[-1])) if page else None,
+        },
+    }
+
+
+def _public(record: dict[str, Any], typename: str) -> dict[str, Any]:
+    view = {k: v for k, v in record.items() if not k.startswith("_")}
+    view["__typename"] = typename
+    return view
+
+
+class _Resolvers:
+    """Turns stored records into resolvable views for one request."""
+
+    def __init__(self, data: ShopifyData, warnings: list[str]) -> None:
+        self.data = data
+        self.tables = data.tables
+        self.warnings = warnings
+
+    def _filtered(self, table: str, query: str | None, supported: set[str]) -> list[dict[str, Any]]:
+        matches, warnings = build_filter(query, supported, gid_number)
+        self.warnings.extend(warnings)
+        return [record for record in self.tables[table].values() if matches(record)]
+
+    @staticmethod
+    def _sort_key(args: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+        return _updated_key if args.get("sortKey") == "UPDATED_AT" else _id_key
+
+    # -- views ---------------------------------------------------------------------------
+    def variant(self, record: dict[str, Any]) -> dict[str, Any]:
+        view = _public(record, "ProductVariant")
+        view["inventoryItem"] = self.inventory_item(self.tables["inventory_items"][record["_item"]])
+        view["product"] = lambda info, **a: self.product(
+            self.tables["products"][record["_product"]]
+        )
+        return view
+
+    def product(self, record: dict[str, Any]) -> dict[str, Any]:
+        view = _public(record, "Product")
+        view["options"] = lambda info, **a: record["options"][: a.get("first") or None]
+        view["variants"] = lambda info, **a: connection(
+            [self.tables["variants"][v] for v in record["_variants"]],
+            a,
+            self.variant,
+            key=lambda r: (r["position"], gid_number(r["id"])),
+        )
+        return view
+
+    def location(self, record: dict[str, Any]) -> dict[str, Any]:
+        return _public(record, "Location")
+
+    def level(self, record: dict[str, Any]) -> dict[str, Any]:
+        view = _public(record, "InventoryLevel")
+        quantities = record["quantities"]
+        view["quantities"] = lambda info, names: [
+            {"id": f"{record['id']}&name={n}", "name": n, "quantity": quantities.get(n, 0)}
+            for n in names
+        ]
+        view["location"] = self.location(self.tables["locations"][record["_location"]])
+        view["item"] = lambda info, **a: self.inventory_item(
+            self.tables["inventory_items"][record["_item"]]
+        )
+        return view
+
+    def inventory_item(self, record: dict[str, Any]) -> dict[str, Any]:
+        view = _public(record, "InventoryItem")
+        view["inventoryLevels"] = lambda info, **a: connection(
+            [self.tables["inventory_levels"][lv] for lv in record["_levels"]], a, self.level
+        )
+        return view
+
+    def line_item(self, record: dict[str, Any]) -> dict[str, Any]:
+        view = _public(record, "LineItem")
+        view["variant"] = (
+            {"__typename": "ProductVariant", "id": record["_variant"]}
+            if record.get("_variant")
+            else None
+        )
+        view["originalUnitPriceSet"] = {
+            "shopMoney": {"amount": record["_price"], "currencyCode": self.data.currency}
+        }
+        return view
+
+    def order(self, record: dict[str, Any]) -> dict[str, Any]:
+        view = _public(record, "Order")
+        view["lineItems"] = lambda info, **a: connection(
+            record["_lineItems"], a, self.line_item, key=lambda r: (gid_number(r["id"]),)
+        )
+        view["fulfillments"] = lambda info, **a: record["fulfillments"][: a.get("first") or None]
+        return view
+
+    # -- root fields ---------------------------------------------------------------------
+    def root(self) -> dict[str, Any]:
+        return {
+            "shop": {"name": self.data.shop_name, "currencyCode": self.data.currency},
+            "products": lambda info, **a: connection(
+                self._filtered(
+                    "products",
+                    a.get("query"),
+                    {"updated_at", "created_at", "id", "status", "vendor"},
+                ),
+                a,
+                self.product,
+                self._sort_key(a),
+            ),
+            "orders": lambda info, **a: connection(
+                self._filtered("orders", a.get("query"), {"updated_at", "created_at", "id"}),
+                a,
+                self.order,
+                self._sort_key(a),
+            ),
+            "inventoryItems": lambda info, **a: connection(
+                self._filtered(
+                    "inventory_items", a.get("query"), {"updated_at", "created_at", "id", "sku"}
+                ),
+                a,
+                self.inventory_item,
+            ),
+            "locations": lambda info, **a: connection(
+                list(self.tables["locations"].values()), a, self.location
+            ),
+            "node": lambda info, id: self.node(id),
+        }
+
+    def node(self, node_id: str) -> dict[str, Any] | None:
+        kind = node_id.split("/")[3] if node_id.count("/") >= 4 else ""
+        table = {
+            "Product": ("products", self.product),
+            "ProductVariant": ("variants", self.variant),
+            "InventoryItem": ("inventory_items", self.inventory_item),
+            "InventoryLevel": ("inventory_levels", self.level),
+            "Order": ("orders", self.order),
+            "Location": ("locations", self.location),
+        }.get(kind)
+        if table is None:
+            return None
+        record = self.tables[table[0]].get(node_id)
+        return None if record is None else table[1](record)
+
+
+def actual_cost(selection_set: SelectionSetNode | None, data: Any, coster: _Coster) -> int:
+    """Cost of what was actually returned: connections charge per node delivered."""
+    if selection_set is None or not isinstance(data, dict):
+        return 0
+    total = 0
+    for item in selection_set.selections:
+        if isinstance(item, InlineFragmentNode):
+            total += actual_cost(item.selection_set, data, coster)
+            continue
+        if not isinstance(item, FieldNode) or item.selection_set is None:
+            continue
+        name = item.name.value
+        if name == "pageInfo":
+            continue
+        value = data.get(item.alias.value if item.alias else name)
+        size = coster.page_size(item)
+        if isinstance(value, dict) and size is not None and ("nodes" in value or "edges" in value):
+            nodes = value.get("nodes") or [e.get("node") for e in value.get("edges") or []]
+            node_selection = _node_selection(item.selection_set)
+            total += 2 + sum(1 + actual_cost(node_selection, node, coster) for node in nodes)
+        elif isinstance(value, list):
+            total += sum(1 + actual_cost(item.selection_set, v, coster) for v in value) or 1
+        else:
+            total += 1 + actual_cost(item.selection_set, value, coster)
+    return total
+
+
+def _node_selection(selection_set: SelectionSetNode) -> SelectionSetNode | None:
+    for item in selection_set.selections:
+        if isinstance(item, FieldNode) and item.name.value == "nodes":
+            return item.selection_set
+        if isinstance(item, FieldNode) and item.name.value == "edges" and item.selection_set:
+            for inner in item.selection_set.selections:
+                if isinstance(inner, FieldNode) and inner.name.value == "node":
+                    return inner.selection_set
+    return None
+
+
+class ShopifySandbox(Sandbox):
+    """A fake shop on 127.0.0.1 speaking the GraphQL Admin API 2026-10.
+
+    Knobs: ``token`` (the only access token accepted), ``bucket_size`` and ``restore_rate``
+    (points; Shopify's Standard plan is 1,000 / 100 per second by default here),
+    ``throttle_status`` (200 or 429 for THROTTLED answers), and the data size.
+    """
+
+    platform = "shopify"
+
+    def __init__(
+        self,
+        *,
+        token: str = "sandbox-token",
+        bucket_size: float = 1000.0,
+        restore_rate: float = 100.0,
+        throttle_status: int = 200,
+        port: int = 0,
+        log_path: Path | None = None,
+        data: ShopifyData | None = None,
+        **data_options: Any,
+    ) -> None:
+        super().__init__(port=port, log_path=log_path)
+        from partnersync.sandbox.framework import LeakyBucket
+
+        self.token = token
+        self.bucket = LeakyBucket(bucket_size, restore_rate)
+        self.throttle_status = throttle_status
+        self.data = data or ShopifyData(**data_options)
+        self._rendered: OrderedDict[tuple[str, bytes, int], tuple[bytes, int, int]] = OrderedDict()
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        """Serve ``POST /admin/api/{version}/graphql.json``."""
+        match = _PATH.match(path.split("?")[0])
+        if match is None or method != "POST":
+            return json_reply(404, {"errors": "Not Found"})
+        if headers.get("x-shopify-access-token") != self.token:
+            self.log.append({"t": time.monotonic(), "status": 401, "op": None})
+            return json_reply(
+                401,
+                {"errors": INVALID_TOKEN},
+            )
+        try:
+            payload = orjson.loads(body)
+            document = payload["query"]
+            variables = payload.get("variables") or {}
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return json_reply(400, {"errors": {"query": "Required parameter missing or invalid"}})
+        return self._graphql(document, variables, payload.get("operationName"))
+
+    def _graphql(self, document: str, variables: dict[str, Any], operation: str | None) -> Reply:
+        ast, errors = validate_document(document)
+        if ast is None or errors:
+            return json_reply(200, {"errors": [{"message": m} for m in errors]})
+        op_node = next(d for d in ast.definitions if isinstance(d, OperationDefinitionNode))
+        op_name = operation or (op_node.name.value if op_node.name else None)
+        requested = requested_cost(document, variables)
+        entry: dict[str, Any] = {"t": time.monotonic(), "op": op_name, "requested": requested}
+        if requested > SINGLE_QUERY_MAX_COST:
+            entry.update(status=200, error="MAX_COST_EXCEEDED", actual=0)
+            self.log.append(entry)
+            return json_reply(
+                200,
+                {
+                    "errors": [
+                        {
+                            "message": f"Query cost is {requested}, which exceeds the single "
+                            f"query max cost limit ({SINGLE_QUERY_MAX_COST}).",
+                            "extensions": {
+                                "code": "MAX_COST_EXCEEDED",
+                                "cost": requested,
+                                "maxCost": SINGLE_QUERY_MAX_COST,
+                            },
+                        }
+                    ]
+                },
+            )
+        spent, available = self.bucket.try_spend(requested)
+        if not spent:
+            entry.update(status=self.throttle_status, throttled=True, actual=0, available=available)
+            self.log.append(entry)
+            return json_reply(
+                self.throttle_status,
+                {
+                    "errors": [
+                        {
+                            "message": "Throttled",
+                            "extensions": {
+                                "code": "THROTTLED",
+                                "documentation": "https://shopify.dev/api/usage/rate-limits",
+                            },
+                        }
+                    ],
+                    "extensions": {"cost": self._cost(requested, None, available)},
+                },
+            )
+        body, actual, records = self._execute(document, ast, variables, op_node)
+        available = self.bucket.refund(requested - actual)
+        entry.update(status=200, actual=actual, available=available, records=records)
+        self.log.append(entry)
+        cost = orjson.dumps(self._cost(requested, actual, available))
+        # The cached body ends with '}' closing the response object: splice extensions in.
+        return (
+            200,
+            {"Content-Type": "application/json", "X-Shopify-API-Version": API_VERSION},
+            body[:-1] + b',"extensions":{"cost":' + cost + b"}}",
+        )
+
+    def _cost(self, requested: int, actual: int | None, available: float) -> dict[str, Any]:
+        return {
+            "requestedQueryCost": requested,
+            "actualQueryCost": actual,
+            "throttleStatus": {
+                "maximumAvailable": self.bucket.capacity,
+                "currentlyAvailable": round(available, 1),
+                "restoreRate": self.bucket.restore_rate,
+            },
+        }
+
+    def _execute(
+        self,
+        document: str,
+        ast: DocumentNode,
+        variables: dict[str, Any],
+        op_node: OperationDefinitionNode,
+    ) -> tuple[bytes, int, int]:
+        key = (document, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS), self.data.version)
+        cached = self._rendered.get(key)
+        if cached is not None:
+            self._rendered.move_to_end(key)
+            return cached
+        warnings: list[str] = []
+        with self.data.lock:
+            result = execute_sync(
+                load_schema(),
+                ast,
+                root_value=_Resolvers(self.data, warnings).root(),
+                variable_values=variables,
+            )
+        response: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            response["errors"] = [error.formatted for error in result.errors]
+        actual = actual_cost(op_node.selection_set, result.data, _Coster(ast, variables))
+        records = _count_nodes(result.data)
+        rendered = (orjson.dumps(response), actual, records)
+        self._rendered[key] = rendered
+        if len(self._rendered) > 256:
+            self._rendered.popitem(last=False)
+        return rendered
+
+    def control(self, action: str, payload: dict[str, Any]) -> Any:
+        """``update``, ``touch``, ``set_available``, ``counts``, ``reset_log``, base actions."""
+        if action == "update":
+            record = self.data.update(
+                payload["entity"],
+                payload["id"],
+                payload.get("changes"),
+                updated_at=payload.get("updated_at"),
+            )
+            return _public(record, "Record")
+        if action == "touch":
+            return {"ids": self.data.touch(payload["entity"], int(payload["count"]))}
+        if action == "set_available":
+            record = self.data.set_available(
+                payload["sku"], payload["location_id"], int(payload["available"])
+            )
+            return _public(record, "InventoryLevel")
+        if action == "counts":
+            return self.data.counts()
+        if action == "reset_log":
+            self.log.clear()
+            return {"ok": True}
+        return super().control(action, payload)
+
+
+def _count_nodes(data: Any) -> int:
+    """Top-level connection nodes in a response (what a page 'returned')."""
+    if not isinstance(data, dict):
+        return 0
+    total = 0
+    for value in data.values():
+        if isinstance(value, dict) and isinstance(value.get("nodes"), list):
+            total += len(value["nodes"])
+    return total

@@ -1,0 +1,74 @@
+"""The binder: the only code that knows how external ids map to canonical keys (STYLE habit 8).
+
+A canonical key is derived from (entity, account, external id) the first time a record is seen,
+so rebuilding a hub from the same platform yields the same keys; later issues may bind records
+of other accounts to an existing key (e.g. by SKU) through :meth:`Binder.bind`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, select
+
+from partnersync.sync.tables import LinkRow
+
+_links = LinkRow.__table__  # type: ignore[attr-defined]
+
+
+def derive_key(entity: str, account: str, external_id: str) -> str:
+    """A stable canonical key for a record first seen on ``account``."""
+    digest = hashlib.sha256(f"{entity}\x00{account}\x00{external_id}".encode()).hexdigest()
+    return f"{entity[:3]}_{digest[:20]}"
+
+
+class Binder:
+    """Reads and writes links on one open connection (inside the caller's transaction)."""
+
+    def __init__(self, connection: Connection, now: str) -> None:
+        self.connection = connection
+        self.now = now
+
+    def to_internal(self, account: str, entity: str, external_ids: Iterable[str]) -> dict[str, str]:
+        """External id → canonical key for the ids already bound."""
+        ids = list(external_ids)
+        if not ids:
+            return {}
+        rows = self.connection.execute(
+            select(_links.c.external_id, _links.c.canonical_key).where(
+                _links.c.account == account,
+                _links.c.entity == entity,
+                _links.c.external_id.in_(ids),
+            )
+        )
+        return {row.external_id: row.canonical_key for row in rows}
+
+    def to_external(self, entity: str, canonical_key: str) -> dict[str, str]:
+        """Account → external id of a canonical record."""
+        rows = self.connection.execute(
+            select(_links.c.account, _links.c.external_id).where(
+                _links.c.entity == entity, _links.c.canonical_key == canonical_key
+            )
+        )
+        return {row.account: row.external_id for row in rows}
+
+    def bind_all(self, account: str, entity: str, external_ids: Iterable[str]) -> dict[str, str]:
+        """Canonical keys for ``external_ids``, creating links for the ones not bound yet."""
+        ids = list(dict.fromkeys(external_ids))
+        known = self.to_internal(account, entity, ids)
+        new = [
+            {
+                "account": account,
+                "entity": entity,
+                "external_id": external_id,
+                "canonical_key": derive_key(entity, account, external_id),
+                "created_at": self.now,
+            }
+            for external_id in ids
+            if external_id not in known
+        ]
+        if new:
+            self.connection.execute(_links.insert(), new)
+            known.update({row["external_id"]: row["canonical_key"] for row in new})
+        return known

@@ -1,0 +1,242 @@
+"""The pull engine: platform pages → mapping → hub, incrementally and crash-safely (DESIGN §4).
+
+For each (account, entity):
+
+1. ``since`` = stored cursor − overlap (or ``--since``; nothing for ``--full``); the overlap
+   covers clock skew, records sharing the cursor's timestamp and late-visible writes.
+2. Each page is mapped record by record; a record that fails becomes a dead letter and the run
+   goes on. A record dated before ``since`` is a partner contract violation (Shopify has returned
+   records outside the requested window): it is stored, counted, and never moves the cursor.
+3. The page's records, dead letters, run counters and — when the connector delivers pages in
+   cursor order — the advanced cursor are committed in one transaction, so a crash re-reads at
+   most one page and never skips a record. Unchanged content (same hash) is not written.
+4. For connectors that cannot sort by update time the cursor is the run's start time, written
+   once the run has read everything (the next run then asks from start − overlap).
+5. The run ends ``succeeded``, ``partial`` (some dead letters) or ``failed`` (an error stopped
+   it; what was committed stays, and the cursor covers only that).
+
+The engine never sees a platform field name: it reads ``origin`` and the capability's
+``cursor_field`` of canonical records.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio.to_thread
+import orjson
+
+from partnersync.clock import Clock, SystemClock
+from partnersync.connectors.base import Connector
+from partnersync.errors import MappingError, PartnersyncError
+from partnersync.failpoints import failpoint
+from partnersync.mapping.mapper import FieldOverride, MapContext, Mapper
+from partnersync.sync.store import DeadLetter, HubStore, MappedRecord, content_hash
+
+DEFAULT_OVERLAP = timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    """How to pull: ``full`` ignores the cursor; ``since`` overrides it."""
+
+    full: bool = False
+    since: datetime | None = None
+    overlap: timedelta = DEFAULT_OVERLAP
+
+
+@dataclass
+class PullProgress:
+    """Running totals, handed to the progress callback after each page."""
+
+    pages: int = 0
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    dead_lettered: int = 0
+    requests: int = 0
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run ended."""
+
+    run_id: int
+    account: str
+    entity: str
+    status: str
+    since: datetime | None
+    cursor_before: str | None
+    cursor_after: str | None
+    progress: PullProgress
+    error: str | None = None
+
+
+def parse_cursor(value: str | None) -> datetime | None:
+    """A stored timestamp cursor."""
+    return datetime.fromisoformat(value) if value else None
+
+
+class PullEngine:
+    """Runs pulls into one hub store."""
+
+    def __init__(self, store: HubStore, *, clock: Clock | None = None) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+
+    async def pull(
+        self,
+        connector: Connector,
+        mapper_class: type[Mapper[Any]],
+        entity: str,
+        *,
+        options: PullOptions | None = None,
+        overrides: dict[str, FieldOverride] | None = None,
+        on_page: Callable[[PullProgress], None] | None = None,
+    ) -> RunSummary:
+        """Pull ``entity`` from ``connector`` into the hub; returns the run's summary."""
+        options = options or PullOptions()
+        account = connector.account.name
+        capability = connector.capabilities.require_pull(entity)
+        cursor_before = self.store.get_cursor(account, entity)
+        stored = parse_cursor(cursor_before)
+        since: datetime | None
+        if options.since is not None:
+            since = options.since
+        elif options.full or stored is None or not capability.incremental:
+            since = None
+        else:
+            since = stored - options.overlap
+        run_started = self.clock.now()
+        run_id = self.store.start_run(
+            account=account,
+            entity=entity,
+            direction="pull",
+            mode="full" if since is None else "incremental",
+            since=since.isoformat() if since else None,
+            cursor_before=cursor_before,
+        )
+        progress = PullProgress()
+        high_water = stored
+        mapper: Mapper[Any] | None = None
+        cursor_after = cursor_before
+        requests_before = connector.requests_sent
+        try:
+            async for page in connector.pull(entity, since=since):
+                failpoint("after_http")
+                if mapper is None:
+                    context = MapContext(account, connector.platform, connector.mapping_settings())
+                    mapper = mapper_class(context, overrides)
+                records, letters, out_of_window, page_high = self._map_page(
+                    mapper, page.records, since, capability.cursor_field
+                )
+                if capability.sorted_by_cursor and page_high is not None:
+                    high_water = page_high if high_water is None else max(high_water, page_high)
+                page_cursor = (
+                    high_water.isoformat()
+                    if capability.sorted_by_cursor and high_water is not None
+                    else None
+                )
+                failpoint("before_page_commit")
+                spent = connector.requests_sent - requests_before
+                requests_before = connector.requests_sent
+                commit = functools.partial(
+                    self.store.commit_page,
+                    run_id=run_id,
+                    account=account,
+                    entity=entity,
+                    page=page.number,
+                    requests=spent,
+                    records=records,
+                    dead_letters=letters,
+                    out_of_window=out_of_window,
+                    cursor=page_cursor,
+                )
+                outcome = await anyio.to_thread.run_sync(commit)
+                failpoint("after_page_commit")
+                if page_cursor is not None:
+                    cursor_after = page_cursor
+                progress.pages += 1
+                progress.requests += spent
+                progress.fetched += len(page.records)
+                progress.created += outcome.created
+                progress.updated += outcome.updated
+                progress.unchanged += outcome.unchanged
+                progress.dead_lettered += outcome.dead_lettered
+                if on_page is not None:
+                    on_page(progress)
+            leftover = connector.requests_sent - requests_before
+            if leftover:
+                self.store.add_run_requests(run_id, leftover)
+                progress.requests += leftover
+            if not capability.sorted_by_cursor:
+                cursor_after = run_started.isoformat()
+                self.store.set_cursor(account, entity, cursor_after, run_id)
+        except PartnersyncError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            self.store.finish_run(run_id, status="failed", cursor_after=cursor_after, error=error)
+            return RunSummary(
+                run_id,
+                account,
+                entity,
+                "failed",
+                since,
+                cursor_before,
+                cursor_after,
+                progress,
+                error,
+            )
+        status = "partial" if progress.dead_lettered else "succeeded"
+        self.store.finish_run(run_id, status=status, cursor_after=cursor_after)
+        return RunSummary(
+            run_id, account, entity, status, since, cursor_before, cursor_after, progress
+        )
+
+    @staticmethod
+    def _map_page(
+        mapper: Mapper[Any],
+        raw_records: list[dict[str, Any]],
+        since: datetime | None,
+        cursor_field: str,
+    ) -> tuple[list[MappedRecord], list[DeadLetter], int, datetime | None]:
+        records: list[MappedRecord] = []
+        letters: list[DeadLetter] = []
+        out_of_window = 0
+        high: datetime | None = None
+        for raw in raw_records:
+            try:
+                canonical = mapper.map(raw)
+            except MappingError as exc:
+                letters.append(
+                    DeadLetter(
+                        external_id=exc.external_id,
+                        field=exc.field,
+                        reason=exc.reason,
+                        error_class=type(exc).__name__,
+                        payload=orjson.dumps(raw, default=str),
+                    )
+                )
+                continue
+            data = canonical.model_dump_json().encode()
+            stamp: datetime | None = getattr(canonical, cursor_field, None)
+            origin = canonical.origin
+            records.append(
+                MappedRecord(
+                    external_id=origin.external_id,
+                    data=data,
+                    content_hash=content_hash(data),
+                    source_updated_at=stamp.isoformat() if stamp else None,
+                )
+            )
+            if stamp is None:
+                continue
+            if since is not None and stamp < since:
+                out_of_window += 1
+                continue
+            high = stamp if high is None else max(high, stamp)
+        return records, letters, out_of_window, high

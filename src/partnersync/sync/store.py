@@ -1,0 +1,507 @@
+"""The hub store: SQLite (WAL) by default, PostgreSQL for shared deployments.
+
+Schema changes go through Alembic (``sync/migrations``); :meth:`HubStore.open` upgrades to head.
+Each page of a pull is committed by :meth:`HubStore.commit_page` in **one transaction** together
+with its dead letters, the run's counters and the advanced cursor (DESIGN §4), so a crash at any
+point re-reads at most one page and never skips a record. SQLAlchemy errors are translated into
+:class:`~partnersync.errors.StoreError` here (STYLE habit 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import orjson
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from partnersync.auth.vault import Vault
+from partnersync.errors import ConfigError, StoreError
+from partnersync.sync.binder import Binder
+from partnersync.sync.tables import (
+    AccountRow,
+    CursorRow,
+    DeadLetterRow,
+    LinkRow,
+    RecordRow,
+    RunRow,
+)
+
+PII_ENTITIES = frozenset({"orders"})
+"""Entities whose canonical JSON holds personal data and is encrypted at rest."""
+
+_accounts = AccountRow.__table__  # type: ignore[attr-defined]
+_records = RecordRow.__table__  # type: ignore[attr-defined]
+_links = LinkRow.__table__  # type: ignore[attr-defined]
+_cursors = CursorRow.__table__  # type: ignore[attr-defined]
+_runs = RunRow.__table__  # type: ignore[attr-defined]
+_dead = DeadLetterRow.__table__  # type: ignore[attr-defined]
+
+
+def utcnow_iso() -> str:
+    """Now, as stored."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class MappedRecord:
+    """A canonical record ready to store."""
+
+    external_id: str
+    data: bytes
+    content_hash: str
+    source_updated_at: str | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that failed mapping, with the raw payload and why."""
+
+    external_id: str | None
+    field: str
+    reason: str
+    error_class: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class PageOutcome:
+    """What one committed page changed in the hub."""
+
+    created: int
+    updated: int
+    unchanged: int
+    dead_lettered: int
+
+
+def content_hash(data: bytes) -> str:
+    """SHA-256 of canonical JSON bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite connections get WAL, a busy timeout and foreign keys."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    try:
+        engine = create_engine(url, future=True)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise ConfigError(f"cannot use database URL: {type(exc).__name__}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class HubStore:
+    """All hub reads and writes; one instance per process, safe to share between threads."""
+
+    def __init__(self, engine: Engine, vault: Vault) -> None:
+        self.engine = engine
+        self.vault = vault
+
+    @classmethod
+    def open(cls, url: str, vault: Vault) -> HubStore:
+        """Connect and bring the schema to the newest migration."""
+        store = cls(make_engine(url), vault)
+        store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        """Run Alembic migrations up to head."""
+        config = Config()
+        config.set_main_option(
+            "script_location", str(resources.files("partnersync.sync").joinpath("migrations"))
+        )
+        with self._translate(), self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        """Dispose of pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"hub database error: {type(exc).__name__}: {exc.args[0]!s:.300}"
+            ) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; SQLAlchemy errors become StoreError."""
+        with self._translate(), self.engine.begin() as connection:
+            yield connection
+
+    # -- accounts ------------------------------------------------------------------------
+    def save_account(
+        self,
+        *,
+        name: str,
+        platform: str,
+        base_url: str,
+        api_version: str | None,
+        options: dict[str, Any],
+        secrets: dict[str, str],
+    ) -> None:
+        """Create or replace an account; secrets are encrypted, bound to the account name."""
+        sealed = self.vault.encrypt(orjson.dumps(secrets).decode(), f"account:{name}")
+        row = {
+            "name": name,
+            "platform": platform,
+            "base_url": base_url,
+            "api_version": api_version,
+            "options": orjson.dumps(options).decode(),
+            "secrets": sealed,
+            "created_at": utcnow_iso(),
+        }
+        with self.transaction() as connection:
+            connection.execute(_accounts.delete().where(_accounts.c.name == name))
+            connection.execute(_accounts.insert(), [row])
+
+    def get_account(self, name: str) -> dict[str, Any] | None:
+        """An account's settings, without its secrets."""
+        with self.transaction() as connection:
+            row = connection.execute(select(_accounts).where(_accounts.c.name == name)).first()
+        if row is None:
+            return None
+        return {
+            "name": row.name,
+            "platform": row.platform,
+            "base_url": row.base_url,
+            "api_version": row.api_version,
+            "options": orjson.loads(row.options),
+            "created_at": row.created_at,
+        }
+
+    def account_secrets(self, name: str) -> dict[str, str]:
+        """Decrypt an account's secrets (for building its auth flow; never print them)."""
+        with self.transaction() as connection:
+            sealed = connection.execute(
+                select(_accounts.c.secrets).where(_accounts.c.name == name)
+            ).scalar_one_or_none()
+        if sealed is None:
+            raise ConfigError(f"no account named {name!r}")
+        result: dict[str, str] = orjson.loads(self.vault.decrypt(sealed, f"account:{name}"))
+        return result
+
+    def list_accounts(self) -> list[dict[str, Any]]:
+        """Every account, without secrets."""
+        with self.transaction() as connection:
+            names = connection.execute(select(_accounts.c.name).order_by(_accounts.c.name))
+            ordered = [row.name for row in names]
+        return [account for name in ordered if (account := self.get_account(name))]
+
+    def remove_account(self, name: str) -> bool:
+        """Delete an account (its records and history stay); False if there was none."""
+        with self.transaction() as connection:
+            result = connection.execute(_accounts.delete().where(_accounts.c.name == name))
+        return bool(result.rowcount)
+
+    # -- cursors and runs ----------------------------------------------------------------
+    def get_cursor(self, account: str, entity: str) -> str | None:
+        """The stored cursor value, if any."""
+        with self.transaction() as connection:
+            value: str | None = connection.execute(
+                select(_cursors.c.value).where(
+                    _cursors.c.account == account, _cursors.c.entity == entity
+                )
+            ).scalar_one_or_none()
+        return value
+
+    @staticmethod
+    def _write_cursor(
+        connection: Connection, account: str, entity: str, value: str, run_id: int
+    ) -> None:
+        values = {"value": value, "updated_at": utcnow_iso(), "run_id": run_id}
+        changed = connection.execute(
+            update(_cursors)
+            .where(_cursors.c.account == account, _cursors.c.entity == entity)
+            .values(**values)
+        )
+        if not changed.rowcount:
+            connection.execute(
+                _cursors.insert(), [{"account": account, "entity": entity, **values}]
+            )
+
+    def set_cursor(self, account: str, entity: str, value: str, run_id: int) -> None:
+        """Store a cursor on its own (end-of-run checkpoints)."""
+        with self.transaction() as connection:
+            self._write_cursor(connection, account, entity, value, run_id)
+
+    def start_run(
+        self,
+        *,
+        account: str,
+        entity: str,
+        direction: str,
+        mode: str,
+        since: str | None,
+        cursor_before: str | None,
+    ) -> int:
+        """Record a run as ``running``; returns its id."""
+        with self.transaction() as connection:
+            result = connection.execute(
+                _runs.insert().returning(_runs.c.id),
+                [
+                    {
+                        "account": account,
+                        "entity": entity,
+                        "direction": direction,
+                        "mode": mode,
+                        "status": "running",
+                        "started_at": utcnow_iso(),
+                        "since": since,
+                        "cursor_before": cursor_before,
+                    }
+                ],
+            )
+            return int(result.scalar_one())
+
+    def finish_run(
+        self, run_id: int, *, status: str, cursor_after: str | None, error: str | None = None
+    ) -> None:
+        """Close a run with its final status."""
+        with self.transaction() as connection:
+            connection.execute(
+                update(_runs)
+                .where(_runs.c.id == run_id)
+                .values(
+                    status=status,
+                    finished_at=utcnow_iso(),
+                    cursor_after=cursor_after,
+                    error=error,
+                )
+            )
+
+    def add_run_requests(self, run_id: int, requests: int) -> None:
+        """Count requests that produced no page (e.g. the shop lookup)."""
+        with self.transaction() as connection:
+            connection.execute(
+                update(_runs)
+                .where(_runs.c.id == run_id)
+                .values(requests=_runs.c.requests + requests)
+            )
+
+    # -- the page commit -----------------------------------------------------------------
+    def commit_page(
+        self,
+        *,
+        run_id: int,
+        account: str,
+        entity: str,
+        page: int,
+        requests: int,
+        records: Sequence[MappedRecord],
+        dead_letters: Sequence[DeadLetter],
+        out_of_window: int,
+        cursor: str | None,
+    ) -> PageOutcome:
+        """Upsert a page, its dead letters, the run's counts and the cursor, atomically."""
+        now = utcnow_iso()
+        with self.transaction() as connection:
+            binder = Binder(connection, now)
+            latest: dict[str, MappedRecord] = {}
+            for record in records:
+                latest[record.external_id] = record  # a page repeating a record keeps the last
+            keys = binder.bind_all(account, entity, latest)
+            existing = {
+                row.canonical_key: row.content_hash
+                for row in connection.execute(
+                    select(_records.c.canonical_key, _records.c.content_hash).where(
+                        _records.c.entity == entity,
+                        _records.c.canonical_key.in_(list(keys.values())),
+                    )
+                )
+            }
+            inserts: list[dict[str, Any]] = []
+            created = updated = unchanged = 0
+            for external_id, record in latest.items():
+                key = keys[external_id]
+                stored = self._seal(entity, key, record.data)
+                previous = existing.get(key)
+                if previous == record.content_hash:
+                    unchanged += 1
+                    continue
+                if previous is None:
+                    created += 1
+                    inserts.append(
+                        {
+                            "entity": entity,
+                            "canonical_key": key,
+                            "content_hash": record.content_hash,
+                            "data": stored,
+                            "source_updated_at": record.source_updated_at,
+                            "created_at": now,
+                            "updated_at": now,
+                            "created_run_id": run_id,
+                            "updated_run_id": run_id,
+                        }
+                    )
+                else:
+                    updated += 1
+                    connection.execute(
+                        update(_records)
+                        .where(_records.c.entity == entity, _records.c.canonical_key == key)
+                        .values(
+                            content_hash=record.content_hash,
+                            data=stored,
+                            source_updated_at=record.source_updated_at,
+                            updated_at=now,
+                            updated_run_id=run_id,
+                        )
+                    )
+            if inserts:
+                connection.execute(_records.insert(), inserts)
+            if dead_letters:
+                connection.execute(
+                    _dead.insert(),
+                    [
+                        {
+                            "run_id": run_id,
+                            "account": account,
+                            "entity": entity,
+                            "external_id": letter.external_id,
+                            "field": letter.field,
+                            "reason": letter.reason,
+                            "error_class": letter.error_class,
+                            "page": page,
+                            "payload": self.vault.encrypt(
+                                letter.payload.decode("utf-8", "replace"),
+                                f"dead_letter:{account}:{entity}",
+                            ),
+                            "payload_hash": content_hash(letter.payload),
+                            "created_at": now,
+                        }
+                        for letter in dead_letters
+                    ],
+                )
+            connection.execute(
+                update(_runs)
+                .where(_runs.c.id == run_id)
+                .values(
+                    pages=_runs.c.pages + 1,
+                    requests=_runs.c.requests + requests,
+                    fetched=_runs.c.fetched + len(records) + len(dead_letters),
+                    created=_runs.c.created + created,
+                    updated=_runs.c.updated + updated,
+                    unchanged=_runs.c.unchanged + unchanged,
+                    dead_lettered=_runs.c.dead_lettered + len(dead_letters),
+                    out_of_window=_runs.c.out_of_window + out_of_window,
+                )
+            )
+            if cursor is not None:
+                self._write_cursor(connection, account, entity, cursor, run_id)
+        return PageOutcome(created, updated, unchanged, len(dead_letters))
+
+    def _seal(self, entity: str, key: str, data: bytes) -> str:
+        if entity in PII_ENTITIES:
+            return self.vault.encrypt(data.decode(), f"record:{entity}:{key}")
+        return data.decode()
+
+    def _unseal(self, entity: str, key: str, stored: str) -> Any:
+        if entity in PII_ENTITIES:
+            stored = self.vault.decrypt(stored, f"record:{entity}:{key}")
+        return orjson.loads(stored)
+
+    # -- reads ---------------------------------------------------------------------------
+    def list_runs(self, *, account: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Newest runs first."""
+        query = select(_runs).order_by(_runs.c.id.desc()).limit(limit)
+        if account:
+            query = query.where(_runs.c.account == account)
+        with self.transaction() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        """One run."""
+        with self.transaction() as connection:
+            row = connection.execute(select(_runs).where(_runs.c.id == run_id)).first()
+        return dict(row._mapping) if row else None
+
+    def count_records(self, entity: str | None = None) -> int:
+        """Canonical records stored (of one entity, or all)."""
+        query = select(func.count()).select_from(_records)
+        if entity:
+            query = query.where(_records.c.entity == entity)
+        with self.transaction() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def find_record(self, account: str, entity: str, external_id: str) -> dict[str, Any] | None:
+        """A canonical record by the account's external id, decrypted."""
+        with self.transaction() as connection:
+            key = (
+                Binder(connection, "").to_internal(account, entity, [external_id]).get(external_id)
+            )
+            if key is None:
+                return None
+            row = connection.execute(
+                select(_records).where(_records.c.entity == entity, _records.c.canonical_key == key)
+            ).first()
+        if row is None:
+            return None
+        return {
+            "canonical_key": key,
+            "entity": entity,
+            "content_hash": row.content_hash,
+            "updated_at": row.updated_at,
+            "data": self._unseal(entity, key, row.data),
+        }
+
+    def iter_records(self, entity: str) -> Iterator[dict[str, Any]]:
+        """Every canonical record of ``entity``, decrypted (streams; for exports and tests)."""
+        with self.transaction() as connection:
+            rows = connection.execution_options(yield_per=500).execute(
+                select(_records.c.canonical_key, _records.c.data).where(_records.c.entity == entity)
+            )
+            for row in rows:
+                yield self._unseal(entity, row.canonical_key, row.data)
+
+    def list_dead_letters(
+        self, *, account: str | None = None, entity: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Open dead letters, newest first, without their payloads."""
+        query = (
+            select(_dead)
+            .where(_dead.c.resolved_at.is_(None))
+            .order_by(_dead.c.id.desc())
+            .limit(limit)
+        )
+        if account:
+            query = query.where(_dead.c.account == account)
+        if entity:
+            query = query.where(_dead.c.entity == entity)
+        with self.transaction() as connection:
+            rows = [dict(row._mapping) for row in connection.execute(query)]
+        for row in rows:
+            row.pop("payload")
+        return rows
+
+    def dead_letter_payload(self, letter_id: int) -> Any:
+        """The decrypted raw payload of one dead letter."""
+        with self.transaction() as connection:
+            row = connection.execute(select(_dead).where(_dead.c.id == letter_id)).first()
+        if row is None:
+            raise StoreError(f"no dead letter {letter_id}")
+        return orjson.loads(
+            self.vault.decrypt(row.payload, f"dead_letter:{row.account}:{row.entity}")
+        )

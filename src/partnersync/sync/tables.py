@@ -1,0 +1,120 @@
+"""Hub tables (the only SQLModel table classes; never reused as payload models).
+
+Timestamps are stored as ISO-8601 UTC text so SQLite and PostgreSQL sort and compare them the
+same way and no driver drops a timezone on the way back.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Index, Text, UniqueConstraint
+from sqlmodel import Column, Field, SQLModel
+
+
+class AccountRow(SQLModel, table=True):
+    """A wired platform account; ``secrets`` is a vault ciphertext of a JSON object."""
+
+    __tablename__ = "accounts"
+
+    name: str = Field(primary_key=True)
+    platform: str
+    base_url: str
+    api_version: str | None = None
+    options: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    secrets: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: str
+
+
+class RecordRow(SQLModel, table=True):
+    """One canonical record; ``data`` is canonical JSON (a vault ciphertext for PII entities)."""
+
+    __tablename__ = "records"
+    __table_args__ = (UniqueConstraint("entity", "canonical_key", name="uq_records_entity_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entity: str
+    canonical_key: str
+    content_hash: str
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    source_updated_at: str | None = None
+    created_at: str
+    updated_at: str
+    created_run_id: int | None = None
+    updated_run_id: int | None = None
+
+
+class LinkRow(SQLModel, table=True):
+    """Binds an account's external id to a canonical key (only the binder writes these)."""
+
+    __tablename__ = "links"
+    __table_args__ = (
+        UniqueConstraint("account", "entity", "external_id", name="uq_links_external"),
+        Index("ix_links_canonical", "entity", "canonical_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account: str
+    entity: str
+    external_id: str
+    canonical_key: str
+    created_at: str
+
+
+class CursorRow(SQLModel, table=True):
+    """Where the next incremental pull of (account, entity) starts."""
+
+    __tablename__ = "cursors"
+
+    account: str = Field(primary_key=True)
+    entity: str = Field(primary_key=True)
+    value: str
+    updated_at: str
+    run_id: int | None = None
+
+
+class RunRow(SQLModel, table=True):
+    """One sync run with its counts; status running → succeeded / partial / failed."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_account_entity", "account", "entity"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account: str
+    entity: str
+    direction: str
+    mode: str
+    status: str
+    started_at: str
+    finished_at: str | None = None
+    since: str | None = None
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    pages: int = 0
+    requests: int = 0
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    dead_lettered: int = 0
+    out_of_window: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class DeadLetterRow(SQLModel, table=True):
+    """A record that could not be mapped; the raw payload is a vault ciphertext."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_account_entity", "account", "entity"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int
+    account: str
+    entity: str
+    external_id: str | None = None
+    field: str
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    error_class: str
+    page: int
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    payload_hash: str
+    created_at: str
+    resolved_at: str | None = None
