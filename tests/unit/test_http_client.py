@@ -1,0 +1,128 @@
+"""The shared HTTP client: retry table, Retry-After, typed errors (respx at the HTTP layer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+import respx
+
+from partnersync.clock import FakeClock
+from partnersync.connectors.http.client import HttpClient, RetryPolicy, parse_retry_after
+from partnersync.errors import (
+    AuthenticationError,
+    BadRequestError,
+    BadResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    PlatformUnavailableError,
+    RateLimitedError,
+    TransportError,
+)
+
+BASE = "https://api.example"
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def mock() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE, assert_all_called=True) as router:
+        yield router
+
+
+def client(clock: FakeClock, **retry: float) -> HttpClient:
+    return HttpClient(BASE, clock=clock, retry=RetryPolicy(**retry))  # type: ignore[arg-type]
+
+
+async def test_5xx_is_retried_then_succeeds(mock: respx.MockRouter) -> None:
+    route = mock.get("/items").mock(
+        side_effect=[httpx.Response(502), httpx.Response(503), httpx.Response(200, json={"ok": 1})]
+    )
+    clock = FakeClock()
+    http = client(clock)
+    _, body = await http.request_json("GET", "/items")
+    assert body == {"ok": 1}
+    assert route.call_count == 3
+    assert len(clock.sleeps) == 2 and all(s >= 0 for s in clock.sleeps)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (422, BadRequestError),
+    ],
+)
+async def test_4xx_fails_at_once_with_its_typed_error(
+    mock: respx.MockRouter, status: int, error: type[Exception]
+) -> None:
+    route = mock.get("/items").mock(return_value=httpx.Response(status, json={"errors": "no"}))
+    clock = FakeClock()
+    with pytest.raises(error):
+        await client(clock).request_json("GET", "/items")
+    assert route.call_count == 1
+    assert clock.sleeps == []
+
+
+async def test_429_honours_fractional_retry_after(mock: respx.MockRouter) -> None:
+    mock.get("/items").mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "2.0"}),
+            httpx.Response(200, json=[]),
+        ]
+    )
+    clock = FakeClock()
+    await client(clock).request_json("GET", "/items")
+    assert clock.sleeps == [2.0]
+
+
+async def test_retry_after_above_the_cap_is_not_slept_on(mock: respx.MockRouter) -> None:
+    route = mock.get("/items").mock(return_value=httpx.Response(429, headers={"Retry-After": "3600"}))
+    clock = FakeClock()
+    with pytest.raises(RateLimitedError) as caught:
+        await client(clock, retry_after_cap=300).request_json("GET", "/items")
+    assert caught.value.retry_after == 3600
+    assert route.call_count == 1
+    assert clock.sleeps == []
+
+
+async def test_malformed_body_is_a_bad_response(mock: respx.MockRouter) -> None:
+    mock.get("/items").mock(return_value=httpx.Response(200, content=b"{not json"))
+    with pytest.raises(BadResponseError, match="invalid JSON"):
+        await client(FakeClock()).request_json("GET", "/items")
+
+
+async def test_connection_errors_are_retried_up_to_the_attempt_limit(mock: respx.MockRouter) -> None:
+    route = mock.get("/items").mock(side_effect=httpx.ConnectError("refused"))
+    clock = FakeClock()
+    with pytest.raises(TransportError):
+        await client(clock, max_attempts=3).request_json("GET", "/items")
+    assert route.call_count == 3
+
+
+async def test_non_idempotent_writes_are_not_repeated_after_a_timeout(mock: respx.MockRouter) -> None:
+    route = mock.post("/orders").mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(TransportError):
+        await client(FakeClock()).request_json("POST", "/orders", json={}, idempotent=False)
+    assert route.call_count == 1
+
+
+async def test_persistent_5xx_gives_platform_unavailable(mock: respx.MockRouter) -> None:
+    mock.get("/items").mock(return_value=httpx.Response(500))
+    with pytest.raises(PlatformUnavailableError):
+        await client(FakeClock(), max_attempts=2).request_json("GET", "/items")
+
+
+def test_retry_after_formats() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("2.0") == 2.0
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=5), usegmt=True), now) == 5.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None

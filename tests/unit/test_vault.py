@@ -1,0 +1,78 @@
+"""Secrets at rest: AES-256-GCM bound to where they are stored, with key rotation."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import stat
+from pathlib import Path
+
+import pytest
+
+from partnersync.auth.vault import Vault
+from partnersync.errors import VaultError
+
+
+def key_entry(key_id: str) -> str:
+    return f"{key_id}:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def test_roundtrip_and_no_plaintext_in_ciphertext() -> None:
+    vault = Vault.parse(key_entry("k1"))
+    sealed = vault.encrypt("shpat_secret_value", "account:shop")
+    assert "shpat_secret_value" not in sealed
+    assert vault.decrypt(sealed, "account:shop") == "shpat_secret_value"
+    assert vault.encrypt("x", "a") != vault.encrypt("x", "a")  # fresh nonce each time
+
+
+def test_tampered_ciphertext_is_refused() -> None:
+    vault = Vault.parse(key_entry("k1"))
+    sealed = vault.encrypt("secret", "account:shop")
+    version, key_id, payload = sealed.split(".", 2)
+    raw = bytearray(base64.urlsafe_b64decode(payload))
+    raw[-1] ^= 1
+    tampered = f"{version}.{key_id}.{base64.urlsafe_b64encode(bytes(raw)).decode()}"
+    with pytest.raises(VaultError, match="tampered"):
+        vault.decrypt(tampered, "account:shop")
+
+
+def test_ciphertext_moved_to_another_row_does_not_decrypt() -> None:
+    vault = Vault.parse(key_entry("k1"))
+    sealed = vault.encrypt("secret", "account:shop-a")
+    with pytest.raises(VaultError):
+        vault.decrypt(sealed, "account:shop-b")
+
+
+def test_rotation_new_primary_still_reads_old_ciphertexts() -> None:
+    old_entry = key_entry("k1")
+    old = Vault.parse(old_entry)
+    sealed = old.encrypt("secret", "aad")
+    rotated = Vault.parse(key_entry("k2") + "," + old_entry)
+    assert rotated.primary == "k2"
+    assert rotated.decrypt(sealed, "aad") == "secret"
+    assert rotated.encrypt("secret", "aad").startswith("v1.k2.")
+    with pytest.raises(VaultError, match="unknown"):
+        Vault.parse(key_entry("k3")).decrypt(sealed, "aad")
+
+
+def test_key_file_is_private_and_repr_shows_no_key(tmp_path: Path) -> None:
+    key_file = tmp_path / ".partnersync" / "key"
+    Vault.create_key_file(key_file)
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    vault = Vault.load(key_file)
+    key_text = key_file.read_text().split(":", 1)[1].strip()
+    assert key_text not in repr(vault)
+
+
+def test_missing_key_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PARTNERSYNC_KEYS", raising=False)
+    with pytest.raises(VaultError, match="partnersync init"):
+        Vault.load(tmp_path / "absent")
+
+
+def test_bad_keys_are_refused() -> None:
+    with pytest.raises(VaultError, match="32 bytes"):
+        Vault.parse("k1:" + base64.urlsafe_b64encode(b"short").decode())
+    with pytest.raises(VaultError):
+        Vault.parse("")
