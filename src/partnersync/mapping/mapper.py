@@ -44,6 +44,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 MappingMethod = Callable[[Any, Record], dict[str, Any]]
 
 _MISSING: Any = object()
+_DATA_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError)
 
 
 def get_path(record: Any, path: str) -> Any:
@@ -189,7 +190,8 @@ class Mapper(Generic[ModelT]):
                 values = method(record)
             except MappingError:
                 raise
-            except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+            except _DATA_ERRORS as exc:
+                # Whatever shape the platform sent, a computed field fails as a mapping error.
                 raise self._fail(record, "/".join(targets), _reason(exc)) from exc
             out.update(values)
         for child in self.children:
@@ -218,7 +220,7 @@ class Mapper(Generic[ModelT]):
             return raw
         try:
             return convert(raw)
-        except (ValueError, TypeError, ArithmeticError) as exc:
+        except _DATA_ERRORS as exc:
             raise self._fail(record, target, _reason(exc)) from exc
 
     def _apply_override(
@@ -229,7 +231,11 @@ class Mapper(Generic[ModelT]):
         value = current
         raw = get_path(record, override.source) if override.source else _MISSING
         if override.enum_map:
-            key = raw if raw is not _MISSING else current
+            # The map is keyed by the platform's own spelling: look at the raw source value.
+            direct = next((d for d in self.direct if d.target == target), None)
+            key = raw
+            if key is _MISSING:
+                key = get_path(record, direct.source) if direct else current
             key = getattr(key, "value", key)
             if isinstance(key, str) and key in override.enum_map:
                 return override.enum_map[key]

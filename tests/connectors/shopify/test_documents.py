@@ -1,0 +1,62 @@
+"""Every document the connector sends is valid against Shopify's 2026-10 schema and costed right."""
+
+from __future__ import annotations
+
+import pytest
+
+from partnersync.connectors.shopify import queries
+from partnersync.connectors.shopify.connector import ShopifyConnector
+from partnersync.connectors.base import AccountInfo
+from partnersync.connectors.shopify.cost import largest_page, requested_cost
+from partnersync.sandbox.shopify import validate_document
+
+
+@pytest.mark.parametrize("name", sorted(queries.ALL_DOCUMENTS))
+def test_document_validates_against_the_2026_10_schema(name: str) -> None:
+    ast, errors = validate_document(queries.ALL_DOCUMENTS[name])
+    assert ast is not None
+    assert errors == ()
+
+
+def test_a_broken_document_is_caught_by_the_same_check() -> None:
+    _, errors = validate_document("query { products(first: 1) { nodes { idd } } }")
+    assert errors and "idd" in errors[0]
+
+
+def test_cost_matches_shopifys_worked_example() -> None:
+    document = "{ products(first: 10) { nodes { title variants(first: 5) { nodes { price } } } } }"
+    assert requested_cost(document) == 82
+
+
+def test_cost_rules_for_objects_lists_and_mutations() -> None:
+    assert requested_cost("{ shop { name } }") == 1
+    assert requested_cost("{ shop { name currencyCode } }") == 1  # scalars are free
+    # pageInfo is free; edges/node count like nodes
+    assert requested_cost("{ orders(first: 3) { pageInfo { hasNextPage } edges { node { id } } } }") == 5
+    assert requested_cost("mutation { productDelete(input: {id: \"x\"}) { userErrors { field } } }") == 10
+
+
+@pytest.mark.parametrize(
+    ("document", "extra"),
+    [
+        (queries.PRODUCTS, {"variantsFirst": 10}),
+        (queries.PRODUCTS, {"variantsFirst": 100}),
+        (queries.ORDERS, {"lineItemsFirst": 10}),
+        (queries.INVENTORY_ITEMS, {"levelsFirst": 10}),
+        (queries.PRODUCT_VARIANTS, {"id": "gid://shopify/Product/1"}),
+    ],
+)
+def test_page_size_is_the_largest_under_the_single_query_maximum(document: str, extra: dict[str, object]) -> None:
+    size = largest_page(document, extra)
+    assert 1 <= size <= 250
+    assert requested_cost(document, {**extra, "first": size}) <= 1000
+    if size < 250:
+        assert requested_cost(document, {**extra, "first": size + 1}) > 1000
+
+
+def test_connector_respects_a_lower_configured_maximum() -> None:
+    connector = ShopifyConnector(
+        AccountInfo("s", "shopify", "https://x.example", options={"max_query_cost": 300})
+    )
+    size = connector.page_size(queries.PRODUCTS, {"variantsFirst": 10})
+    assert requested_cost(queries.PRODUCTS, {"variantsFirst": 10, "first": size}) <= 300
