@@ -50,7 +50,9 @@ def _fresh_pg_schema(url: str) -> str:
     import psycopg
 
     schema = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+    with psycopg.connect(
+        url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     separator = "&" if "?" in url else "?"
     return f"{url}{separator}options=-csearch_path%3D{schema}"
@@ -92,7 +94,9 @@ def make_service(
 
 
 @pytest.fixture
-def service(tmp_path: Path, vault: Vault, database_url: str, shop: ShopifySandbox) -> Iterator[Partnersync]:
+def service(
+    tmp_path: Path, vault: Vault, database_url: str, shop: ShopifySandbox
+) -> Iterator[Partnersync]:
     """A project with the account ``shop`` wired to the sandbox (SQLite and PostgreSQL)."""
     svc = make_service(tmp_path / "project", vault, database_url)
     svc.add_account(

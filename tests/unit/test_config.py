@@ -75,7 +75,9 @@ def test_unsafe_base_urls_are_refused(url: str) -> None:
 
 
 def test_loopback_only_when_allowed_and_https_public_hosts_pass() -> None:
-    assert validate_base_url("http://127.0.0.1:8080/", allow_loopback=True) == "http://127.0.0.1:8080"
+    assert (
+        validate_base_url("http://127.0.0.1:8080/", allow_loopback=True) == "http://127.0.0.1:8080"
+    )
     assert validate_base_url("https://acme.myshopify.com") == "https://acme.myshopify.com"
     with pytest.raises(ConfigError):
         validate_base_url("http://10.1.1.1", allow_loopback=True)

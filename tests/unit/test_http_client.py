@@ -83,7 +83,9 @@ async def test_429_honours_fractional_retry_after(mock: respx.MockRouter) -> Non
 
 
 async def test_retry_after_above_the_cap_is_not_slept_on(mock: respx.MockRouter) -> None:
-    route = mock.get("/items").mock(return_value=httpx.Response(429, headers={"Retry-After": "3600"}))
+    route = mock.get("/items").mock(
+        return_value=httpx.Response(429, headers={"Retry-After": "3600"})
+    )
     clock = FakeClock()
     with pytest.raises(RateLimitedError) as caught:
         await client(clock, retry_after_cap=300).request_json("GET", "/items")
@@ -98,7 +100,9 @@ async def test_malformed_body_is_a_bad_response(mock: respx.MockRouter) -> None:
         await client(FakeClock()).request_json("GET", "/items")
 
 
-async def test_connection_errors_are_retried_up_to_the_attempt_limit(mock: respx.MockRouter) -> None:
+async def test_connection_errors_are_retried_up_to_the_attempt_limit(
+    mock: respx.MockRouter,
+) -> None:
     route = mock.get("/items").mock(side_effect=httpx.ConnectError("refused"))
     clock = FakeClock()
     with pytest.raises(TransportError):
@@ -106,7 +110,9 @@ async def test_connection_errors_are_retried_up_to_the_attempt_limit(mock: respx
     assert route.call_count == 3
 
 
-async def test_non_idempotent_writes_are_not_repeated_after_a_timeout(mock: respx.MockRouter) -> None:
+async def test_non_idempotent_writes_are_not_repeated_after_a_timeout(
+    mock: respx.MockRouter,
+) -> None:
     route = mock.post("/orders").mock(side_effect=httpx.ReadTimeout("slow"))
     with pytest.raises(TransportError):
         await client(FakeClock()).request_json("POST", "/orders", json={}, idempotent=False)

@@ -51,7 +51,9 @@ def test_link_header_resolves_relative_urls_and_stops_without_next() -> None:
     pager = LinkHeaderPaginator()
     request = RequestSpec("GET", BASE)
     pager.init_request(request)
-    pager.update_state(link_response('</admin/api/2026-10/orders.json?page_info=abc>; rel="next"'), [])
+    pager.update_state(
+        link_response('</admin/api/2026-10/orders.json?page_info=abc>; rel="next"'), []
+    )
     pager.update_request(request)
     assert request.url == "https://shop.example/admin/api/2026-10/orders.json?page_info=abc"
     pager.update_state(link_response(f'<{BASE}?page_info=p>; rel="previous"'), [])
@@ -108,7 +110,8 @@ def test_graphql_cursor_sets_after_and_requires_end_cursor() -> None:
     request = RequestSpec("POST", "/graphql.json", json={"query": "q", "variables": {"first": 5}})
     pager.init_request(request)
     pager.update_state(
-        httpx.Response(200), {"data": {"products": {"pageInfo": {"hasNextPage": True, "endCursor": "c1"}}}}
+        httpx.Response(200),
+        {"data": {"products": {"pageInfo": {"hasNextPage": True, "endCursor": "c1"}}}},
     )
     pager.update_request(request)
     assert request.json == {"query": "q", "variables": {"first": 5, "after": "c1"}}
@@ -166,6 +169,11 @@ async def test_paginate_drives_fetch_until_the_last_page() -> None:
         return httpx.Response(200), next(pages)
 
     request = RequestSpec("POST", "/g", json={"query": "q", "variables": {}})
-    bodies = [body async for _, body in paginate(fetch, request, GraphQLCursorPaginator(page_info_path="data.x.pageInfo"))]
+    bodies = [
+        body
+        async for _, body in paginate(
+            fetch, request, GraphQLCursorPaginator(page_info_path="data.x.pageInfo")
+        )
+    ]
     assert len(bodies) == 3
     assert seen_after == [None, "a", "b"]

@@ -14,7 +14,9 @@ from partnersync.auth.vault import Vault
 from partnersync.sync.store import DeadLetter, HubStore, MappedRecord, content_hash
 
 
-def record(external_id: str, payload: str, stamp: str = "2026-01-01T00:00:00+00:00") -> MappedRecord:
+def record(
+    external_id: str, payload: str, stamp: str = "2026-01-01T00:00:00+00:00"
+) -> MappedRecord:
     data = payload.encode()
     return MappedRecord(external_id, data, content_hash(data), stamp)
 
@@ -45,43 +47,68 @@ def test_migrations_produce_exactly_the_declared_tables(store: HubStore) -> None
     assert diff == []
 
 
-def test_reopening_an_existing_hub_migrates_nothing(store: HubStore, database_url: str, vault: Vault) -> None:
+def test_reopening_an_existing_hub_migrates_nothing(
+    store: HubStore, database_url: str, vault: Vault
+) -> None:
     again = HubStore.open(database_url, vault)
     with again.engine.connect() as connection:
-        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert (
+            connection.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        )
     again.close()
 
 
 def test_page_commit_creates_updates_and_skips_unchanged(store: HubStore) -> None:
     run = start(store)
-    first = commit(store, run, "products", [record("a", '{"v":1}'), record("b", '{"v":1}')], cursor="c1")
+    first = commit(
+        store, run, "products", [record("a", '{"v":1}'), record("b", '{"v":1}')], cursor="c1"
+    )
     assert (first.created, first.updated, first.unchanged) == (2, 0, 0)
-    second = commit(store, run, "products", [record("a", '{"v":1}'), record("b", '{"v":2}')], cursor="c2")
+    second = commit(
+        store, run, "products", [record("a", '{"v":1}'), record("b", '{"v":2}')], cursor="c2"
+    )
     assert (second.created, second.updated, second.unchanged) == (0, 1, 1)
     assert store.count_records("products") == 2
     assert store.get_cursor("shop", "products") == "c2"
     assert store.find_record("shop", "products", "b")["data"] == {"v": 2}  # type: ignore[index]
     run_row = store.get_run(run)
     assert run_row is not None
-    assert (run_row["created"], run_row["updated"], run_row["unchanged"], run_row["pages"]) == (2, 1, 1, 2)
+    assert (run_row["created"], run_row["updated"], run_row["unchanged"], run_row["pages"]) == (
+        2,
+        1,
+        1,
+        2,
+    )
 
 
 def test_dead_letters_keep_the_payload_encrypted(store: HubStore) -> None:
     run = start(store, "orders")
-    letter = DeadLetter("o1", "total", "not a decimal", "MappingError", b'{"email":"pii@example.com"}')
+    letter = DeadLetter(
+        "o1", "total", "not a decimal", "MappingError", b'{"email":"pii@example.com"}'
+    )
     outcome = commit(store, run, "orders", [], dead_letters=[letter])
     assert outcome.dead_lettered == 1
     [listed] = store.list_dead_letters()
-    assert (listed["external_id"], listed["field"], listed["reason"]) == ("o1", "total", "not a decimal")
+    assert (listed["external_id"], listed["field"], listed["reason"]) == (
+        "o1",
+        "total",
+        "not a decimal",
+    )
     assert "payload" not in listed
     assert store.dead_letter_payload(listed["id"]) == {"email": "pii@example.com"}
 
 
-def test_orders_and_secrets_are_unreadable_in_the_sqlite_files(tmp_path: Path, vault: Vault) -> None:
+def test_orders_and_secrets_are_unreadable_in_the_sqlite_files(
+    tmp_path: Path, vault: Vault
+) -> None:
     hub = HubStore.open(f"sqlite:///{tmp_path / 'hub.db'}", vault)
     hub.save_account(
-        name="shop", platform="shopify", base_url="https://x.example", api_version=None,
-        options={}, secrets={"access_token": "shpat_CANARY_TOKEN"},
+        name="shop",
+        platform="shopify",
+        base_url="https://x.example",
+        api_version=None,
+        options={},
+        secrets={"access_token": "shpat_CANARY_TOKEN"},
     )
     run = start(hub, "orders")
     commit(hub, run, "orders", [record("o1", '{"email":"canary-pii@example.com"}')])
@@ -105,8 +132,12 @@ def test_sqlite_connections_use_wal(tmp_path: Path, vault: Vault) -> None:
 
 def test_accounts_crud_never_returns_secrets(store: HubStore) -> None:
     store.save_account(
-        name="shop", platform="shopify", base_url="https://x.example", api_version="2026-10",
-        options={"pace": True}, secrets={"access_token": "t0ken-value"},
+        name="shop",
+        platform="shopify",
+        base_url="https://x.example",
+        api_version="2026-10",
+        options={"pace": True},
+        secrets={"access_token": "t0ken-value"},
     )
     listed = store.list_accounts()
     assert [a["name"] for a in listed] == ["shop"]

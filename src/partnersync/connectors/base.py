@@ -140,6 +140,14 @@ class Connector(ABC):
         """HTTP requests sent so far, retries included."""
         return 0
 
+    def record_updated_at(self, entity: str, record: Mapping[str, Any]) -> datetime | None:
+        """The platform's update time of a raw record, if it can be read.
+
+        The engine uses it for records that fail mapping, so the cursor can still move past
+        them once their dead letter is committed (it never reads platform fields itself).
+        """
+        return None
+
     def mapping_settings(self) -> dict[str, Any]:
         """Account-level facts mappers need (e.g. the shop currency), learned while pulling."""
         return {}

@@ -133,7 +133,7 @@ class PullEngine:
                     context = MapContext(account, connector.platform, connector.mapping_settings())
                     mapper = mapper_class(context, overrides)
                 records, letters, out_of_window, page_high = self._map_page(
-                    mapper, page.records, since, capability.cursor_field
+                    connector, entity, mapper, page.records, since, capability.cursor_field
                 )
                 if capability.sorted_by_cursor and page_high is not None:
                     high_water = page_high if high_water is None else max(high_water, page_high)
@@ -199,6 +199,8 @@ class PullEngine:
 
     @staticmethod
     def _map_page(
+        connector: Connector,
+        entity: str,
         mapper: Mapper[Any],
         raw_records: list[dict[str, Any]],
         since: datetime | None,
@@ -212,6 +214,9 @@ class PullEngine:
             try:
                 canonical = mapper.map(raw)
             except MappingError as exc:
+                stamp = connector.record_updated_at(entity, raw)
+                if stamp is not None and (since is None or stamp >= since):
+                    high = stamp if high is None else max(high, stamp)
                 letters.append(
                     DeadLetter(
                         external_id=exc.external_id,

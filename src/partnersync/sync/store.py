@@ -372,7 +372,8 @@ class HubStore:
                     )
             if inserts:
                 connection.execute(_records.insert(), inserts)
-            if dead_letters:
+            fresh = self._new_dead_letters(connection, account, entity, dead_letters)
+            if fresh:
                 connection.execute(
                     _dead.insert(),
                     [
@@ -392,7 +393,7 @@ class HubStore:
                             "payload_hash": content_hash(letter.payload),
                             "created_at": now,
                         }
-                        for letter in dead_letters
+                        for letter in fresh
                     ],
                 )
             connection.execute(
@@ -412,6 +413,30 @@ class HubStore:
             if cursor is not None:
                 self._write_cursor(connection, account, entity, cursor, run_id)
         return PageOutcome(created, updated, unchanged, len(dead_letters))
+
+    @staticmethod
+    def _new_dead_letters(
+        connection: Connection, account: str, entity: str, letters: Sequence[DeadLetter]
+    ) -> list[DeadLetter]:
+        """Letters not already open with the same payload (a re-read must not pile them up)."""
+        if not letters:
+            return []
+        open_rows = connection.execute(
+            select(_dead.c.external_id, _dead.c.payload_hash).where(
+                _dead.c.account == account,
+                _dead.c.entity == entity,
+                _dead.c.resolved_at.is_(None),
+                _dead.c.payload_hash.in_([content_hash(letter.payload) for letter in letters]),
+            )
+        )
+        seen = {(row.external_id, row.payload_hash) for row in open_rows}
+        fresh = []
+        for letter in letters:
+            key = (letter.external_id, content_hash(letter.payload))
+            if key not in seen:
+                seen.add(key)
+                fresh.append(letter)
+        return fresh
 
     def _seal(self, entity: str, key: str, data: bytes) -> str:
         if entity in PII_ENTITIES:

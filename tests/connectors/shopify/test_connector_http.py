@@ -34,12 +34,18 @@ def cost(requested: int = 100, available: float = 900.0, actual: int | None = 50
         "cost": {
             "requestedQueryCost": requested,
             "actualQueryCost": actual,
-            "throttleStatus": {"maximumAvailable": 1000.0, "currentlyAvailable": available, "restoreRate": 50.0},
+            "throttleStatus": {
+                "maximumAvailable": 1000.0,
+                "currentlyAvailable": available,
+                "restoreRate": 50.0,
+            },
         }
     }
 
 
-SHOP = httpx.Response(200, json={"data": {"shop": {"name": "Acme", "currencyCode": "USD"}}, "extensions": cost(1)})
+SHOP = httpx.Response(
+    200, json={"data": {"shop": {"name": "Acme", "currencyCode": "USD"}}, "extensions": cost(1)}
+)
 
 
 def product(number: int, *, more_variants: bool = False) -> dict[str, Any]:
@@ -56,7 +62,10 @@ def product(number: int, *, more_variants: bool = False) -> dict[str, Any]:
         "updatedAt": f"2026-01-01T00:00:{number:02d}Z",
         "options": [],
         "variants": {
-            "pageInfo": {"hasNextPage": more_variants, "endCursor": "v1" if more_variants else None},
+            "pageInfo": {
+                "hasNextPage": more_variants,
+                "endCursor": "v1" if more_variants else None,
+            },
             "nodes": [variant(number * 100)],
         },
     }
@@ -112,7 +121,12 @@ def connector(clock: FakeClock | None = None, **options: Any) -> ShopifyConnecto
 
 async def test_pages_follow_end_cursor_to_the_end(mock: respx.MockRouter) -> None:
     route = mock.post(ENDPOINT).mock(
-        side_effect=[SHOP, products_page([1, 2], "c1"), products_page([3, 4], "c2"), products_page([5], None)]
+        side_effect=[
+            SHOP,
+            products_page([1, 2], "c1"),
+            products_page([3, 4], "c2"),
+            products_page([5], None),
+        ]
     )
     async with connector() as shop:
         pages = [page async for page in shop.pull("products")]
@@ -123,15 +137,26 @@ async def test_pages_follow_end_cursor_to_the_end(mock: respx.MockRouter) -> Non
     assert route.calls[0].request.headers["X-Shopify-Access-Token"] == "shpat_x"
 
 
-async def test_product_with_more_variants_is_completed_through_node_queries(mock: respx.MockRouter) -> None:
+async def test_product_with_more_variants_is_completed_through_node_queries(
+    mock: respx.MockRouter,
+) -> None:
     more = httpx.Response(
         200,
         json={
-            "data": {"node": {"variants": {"pageInfo": {"hasNextPage": False, "endCursor": "v2"}, "nodes": [variant(7), variant(8)]}}},
+            "data": {
+                "node": {
+                    "variants": {
+                        "pageInfo": {"hasNextPage": False, "endCursor": "v2"},
+                        "nodes": [variant(7), variant(8)],
+                    }
+                }
+            },
             "extensions": cost(),
         },
     )
-    route = mock.post(ENDPOINT).mock(side_effect=[SHOP, products_page([1], None, more_variants=True), more])
+    route = mock.post(ENDPOINT).mock(
+        side_effect=[SHOP, products_page([1], None, more_variants=True), more]
+    )
     async with connector() as shop:
         [page] = [page async for page in shop.pull("products")]
     assert len(page.records[0]["variants"]["nodes"]) == 3
@@ -140,13 +165,18 @@ async def test_product_with_more_variants_is_completed_through_node_queries(mock
     assert "ProductVariants" in follow["query"]
 
 
-async def test_incremental_filter_is_the_cursor_minus_the_overlap(mock: respx.MockRouter, tmp_path: Path, vault: Vault) -> None:
+async def test_incremental_filter_is_the_cursor_minus_the_overlap(
+    mock: respx.MockRouter, tmp_path: Path, vault: Vault
+) -> None:
     store = HubStore.open(f"sqlite:///{tmp_path / 'hub.db'}", vault)
     store.set_cursor("acme", "products", "2026-03-01T12:00:00+00:00", run_id=0)
     route = mock.post(ENDPOINT).mock(side_effect=[SHOP, products_page([1], None)])
     async with connector() as shop:
         summary = await PullEngine(store).pull(
-            shop, SHOPIFY.mappers["products"], "products", options=PullOptions(overlap=timedelta(seconds=120))
+            shop,
+            SHOPIFY.mappers["products"],
+            "products",
+            options=PullOptions(overlap=timedelta(seconds=120)),
         )
     assert sent(route.calls[1])["variables"]["query"] == "updated_at:>='2026-03-01T11:58:00Z'"
     assert summary.since == datetime(2026, 3, 1, 11, 58, tzinfo=UTC)
@@ -159,13 +189,21 @@ async def test_incremental_filter_is_the_cursor_minus_the_overlap(mock: respx.Mo
 
 
 @pytest.mark.parametrize("status", [200, 429])
-async def test_throttled_waits_until_the_bucket_holds_the_query_cost(mock: respx.MockRouter, status: int) -> None:
+async def test_throttled_waits_until_the_bucket_holds_the_query_cost(
+    mock: respx.MockRouter, status: int
+) -> None:
     clock = FakeClock()
     shop = connector(clock)
     variables = {"variantsFirst": shop.variants_first, "query": None}
-    requested = requested_cost(queries.PRODUCTS, {**variables, "first": shop.page_size(queries.PRODUCTS, variables)})
+    requested = requested_cost(
+        queries.PRODUCTS, {**variables, "first": shop.page_size(queries.PRODUCTS, variables)}
+    )
     full_bucket = httpx.Response(
-        200, json={"data": {"shop": {"name": "A", "currencyCode": "USD"}}, "extensions": cost(1, available=1000.0)}
+        200,
+        json={
+            "data": {"shop": {"name": "A", "currencyCode": "USD"}},
+            "extensions": cost(1, available=1000.0),
+        },
     )
     throttled = httpx.Response(
         status,
@@ -184,14 +222,22 @@ async def test_throttled_waits_until_the_bucket_holds_the_query_cost(mock: respx
 
 
 async def test_pacing_waits_before_sending_when_the_bucket_is_short(mock: respx.MockRouter) -> None:
-    low = httpx.Response(200, json={"data": {"shop": {"name": "A", "currencyCode": "USD"}}, "extensions": cost(1, available=10.0)})
+    low = httpx.Response(
+        200,
+        json={
+            "data": {"shop": {"name": "A", "currencyCode": "USD"}},
+            "extensions": cost(1, available=10.0),
+        },
+    )
     mock.post(ENDPOINT).mock(side_effect=[low, products_page([1], None)])
     clock = FakeClock()
     shop = connector(clock, max_query_cost=300)
     async with shop:
         [_ async for _ in shop.pull("products")]
     variables = {"variantsFirst": shop.variants_first, "query": None}
-    requested = requested_cost(queries.PRODUCTS, {**variables, "first": shop.page_size(queries.PRODUCTS, variables)})
+    requested = requested_cost(
+        queries.PRODUCTS, {**variables, "first": shop.page_size(queries.PRODUCTS, variables)}
+    )
     assert requested <= 300
     assert clock.sleeps == [pytest.approx((requested - 10) / 50, abs=0.05)]
 
@@ -221,7 +267,9 @@ async def test_401_fails_at_once_with_the_authentication_error(mock: respx.MockR
     "body",
     [b"<html>oops</html>", b'{"data": {"products": {"nodes": []}}}', b"[]", b'{"nodata": true}'],
 )
-async def test_malformed_body_gives_the_bad_response_error(mock: respx.MockRouter, body: bytes) -> None:
+async def test_malformed_body_gives_the_bad_response_error(
+    mock: respx.MockRouter, body: bytes
+) -> None:
     mock.post(ENDPOINT).mock(side_effect=[SHOP, httpx.Response(200, content=body)])
     async with connector() as shop:
         with pytest.raises(BadResponseError):

@@ -32,8 +32,14 @@ def test_cost_rules_for_objects_lists_and_mutations() -> None:
     assert requested_cost("{ shop { name } }") == 1
     assert requested_cost("{ shop { name currencyCode } }") == 1  # scalars are free
     # pageInfo is free; edges/node count like nodes
-    assert requested_cost("{ orders(first: 3) { pageInfo { hasNextPage } edges { node { id } } } }") == 5
-    assert requested_cost("mutation { productDelete(input: {id: \"x\"}) { userErrors { field } } }") == 10
+    assert (
+        requested_cost("{ orders(first: 3) { pageInfo { hasNextPage } edges { node { id } } } }")
+        == 5
+    )
+    assert (
+        requested_cost('mutation { productDelete(input: {id: "x"}) { userErrors { field } } }')
+        == 10
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,7 +52,9 @@ def test_cost_rules_for_objects_lists_and_mutations() -> None:
         (queries.PRODUCT_VARIANTS, {"id": "gid://shopify/Product/1"}),
     ],
 )
-def test_page_size_is_the_largest_under_the_single_query_maximum(document: str, extra: dict[str, object]) -> None:
+def test_page_size_is_the_largest_under_the_single_query_maximum(
+    document: str, extra: dict[str, object]
+) -> None:
     size = largest_page(document, extra)
     assert 1 <= size <= 250
     assert requested_cost(document, {**extra, "first": size}) <= 1000

@@ -67,14 +67,44 @@ ORDER: dict[str, Any] = {
     "subtotalPriceSet": {"shopMoney": {"amount": "9.1", "currencyCode": "EUR"}},
     "totalTaxSet": {"shopMoney": {"amount": "0.0", "currencyCode": "EUR"}},
     "totalShippingPriceSet": {"shopMoney": {"amount": "1.0", "currencyCode": "EUR"}},
-    "customer": {"id": "gid://shopify/Customer/9", "email": "a@example.com", "phone": None, "firstName": "A", "lastName": "B"},
-    "shippingAddress": {"name": "A B", "company": None, "address1": "1 Road", "address2": None, "city": "X", "provinceCode": None, "countryCodeV2": "DE", "zip": "1", "phone": None},
+    "customer": {
+        "id": "gid://shopify/Customer/9",
+        "email": "a@example.com",
+        "phone": None,
+        "firstName": "A",
+        "lastName": "B",
+    },
+    "shippingAddress": {
+        "name": "A B",
+        "company": None,
+        "address1": "1 Road",
+        "address2": None,
+        "city": "X",
+        "provinceCode": None,
+        "countryCodeV2": "DE",
+        "zip": "1",
+        "phone": None,
+    },
     "billingAddress": None,
-    "fulfillments": [{"id": "gid://shopify/Fulfillment/7", "status": "SUCCESS", "createdAt": "2026-01-01T07:00:00Z", "trackingInfo": [{"company": "DHL", "number": "123", "url": None}]}],
+    "fulfillments": [
+        {
+            "id": "gid://shopify/Fulfillment/7",
+            "status": "SUCCESS",
+            "createdAt": "2026-01-01T07:00:00Z",
+            "trackingInfo": [{"company": "DHL", "number": "123", "url": None}],
+        }
+    ],
     "lineItems": {
         "pageInfo": {"hasNextPage": False, "endCursor": None},
         "nodes": [
-            {"id": "gid://shopify/LineItem/8", "sku": "TEE-S", "title": "Tee", "quantity": 2, "variant": {"id": "gid://shopify/ProductVariant/11"}, "originalUnitPriceSet": {"shopMoney": {"amount": "4.55", "currencyCode": "EUR"}}}
+            {
+                "id": "gid://shopify/LineItem/8",
+                "sku": "TEE-S",
+                "title": "Tee",
+                "quantity": 2,
+                "variant": {"id": "gid://shopify/ProductVariant/11"},
+                "originalUnitPriceSet": {"shopMoney": {"amount": "4.55", "currencyCode": "EUR"}},
+            }
         ],
     },
 }
@@ -89,7 +119,11 @@ LEVEL: dict[str, Any] = {
         {"name": "incoming", "quantity": 0},
         {"name": "on_hand", "quantity": 6},
     ],
-    "item": {"id": "gid://shopify/InventoryItem/21", "sku": "TEE-S", "updatedAt": "2026-01-03T00:00:00Z"},
+    "item": {
+        "id": "gid://shopify/InventoryItem/21",
+        "sku": "TEE-S",
+        "updatedAt": "2026-01-03T00:00:00Z",
+    },
 }
 
 
@@ -124,12 +158,40 @@ def test_inventory_level_maps_named_quantities() -> None:
 @pytest.mark.parametrize(
     ("mapper", "record", "path", "value", "field", "reason"),
     [
-        (ShopifyProductImportMapper, PRODUCT, ("variants", "nodes", 0, "price"), "12,99", "variants[0].price", "not a decimal"),
+        (
+            ShopifyProductImportMapper,
+            PRODUCT,
+            ("variants", "nodes", 0, "price"),
+            "12,99",
+            "variants[0].price",
+            "not a decimal",
+        ),
         (ShopifyProductImportMapper, PRODUCT, ("title",), None, "title", "valid string"),
-        (ShopifyProductImportMapper, PRODUCT, ("updatedAt",), "yesterday", "updated_at", "ISO-8601"),
-        (ShopifyOrderImportMapper, ORDER, ("totalPriceSet", "shopMoney", "amount"), 10.1, "total", "decimal string"),
+        (
+            ShopifyProductImportMapper,
+            PRODUCT,
+            ("updatedAt",),
+            "yesterday",
+            "updated_at",
+            "ISO-8601",
+        ),
+        (
+            ShopifyOrderImportMapper,
+            ORDER,
+            ("totalPriceSet", "shopMoney", "amount"),
+            10.1,
+            "total",
+            "decimal string",
+        ),
         (ShopifyInventoryLevelImportMapper, LEVEL, ("item", "sku"), None, "sku", "valid string"),
-        (ShopifyInventoryLevelImportMapper, LEVEL, ("quantities", 0, "quantity"), "five", "available", "integer"),
+        (
+            ShopifyInventoryLevelImportMapper,
+            LEVEL,
+            ("quantities", 0, "quantity"),
+            "five",
+            "available",
+            "integer",
+        ),
     ],
 )
 def test_bad_fields_raise_a_mapping_error_naming_record_field_and_reason(
@@ -176,7 +238,9 @@ def test_a_missing_shop_currency_is_named() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -184,7 +248,11 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(sorted(ORDER) + ["x"]), json_values, max_size=12))
 def test_arbitrary_json_only_ever_raises_mapping_error(record: dict[str, Any]) -> None:
-    for mapper in (ShopifyProductImportMapper, ShopifyOrderImportMapper, ShopifyInventoryLevelImportMapper):
+    for mapper in (
+        ShopifyProductImportMapper,
+        ShopifyOrderImportMapper,
+        ShopifyInventoryLevelImportMapper,
+    ):
         try:
             mapper(CTX).map(record)
         except MappingError:

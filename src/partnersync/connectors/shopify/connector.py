@@ -41,6 +41,7 @@ from partnersync.connectors.shopify.cost import (
     largest_page,
     requested_cost,
 )
+from partnersync.mapping.convert import to_utc
 from partnersync.errors import (
     BadRequestError,
     BadResponseError,
@@ -120,6 +121,13 @@ class ShopifyConnector(Connector):
     def requests_sent(self) -> int:
         """GraphQL requests sent, retries included."""
         return self.http.requests_sent
+
+    def record_updated_at(self, entity: str, record: Mapping[str, Any]) -> datetime | None:
+        """``updatedAt`` of a product, order or inventory level, when it parses."""
+        try:
+            return to_utc(record.get("updatedAt"))
+        except ValueError:
+            return None
 
     def mapping_settings(self) -> dict[str, Any]:
         """The shop currency, which variant prices are expressed in."""
