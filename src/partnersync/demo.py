@@ -33,9 +33,9 @@ def run_demo(directory: Path, console: Console) -> None:
     request_log.unlink(missing_ok=True)
     token = secrets.token_urlsafe(24)
     redactor.register(token)
-    # Plus-plan pacing (1,000 points/s) keeps the demo quick; the connector reads the bucket's
+    # Enterprise-plan pacing (2,000 points/s) keeps the demo quick; the connector reads the bucket's
     # real numbers from every response, whatever they are.
-    with ShopifySandbox(token=token, restore_rate=1000.0, log_path=request_log) as shop:
+    with ShopifySandbox(token=token, restore_rate=2000.0, log_path=request_log) as shop:
         console.print(f"[bold]sandbox Shopify[/] serving GraphQL Admin 2026-10 at {shop.url}")
         service = Partnersync(project, redactor=redactor)
         service.add_account(

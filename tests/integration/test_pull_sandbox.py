@@ -25,7 +25,8 @@ def hub_snapshot(service: Partnersync, entity: str) -> list[tuple[str, str, str]
     with service.store.engine.connect() as connection:
         rows = connection.execute(
             text(
-                "select canonical_key, content_hash, updated_at from records where entity = :e order by 1"
+                "select canonical_key, content_hash, updated_at from records"
+                " where entity = :e order by 1"
             ),
             {"e": entity},
         )
@@ -53,7 +54,8 @@ async def test_first_pull_brings_every_record(service: Partnersync, shop: Shopif
     )
     big_order = min(shop.data.tables["orders"])
     order = service.store.find_record("shop", "orders", big_order)
-    assert order is not None and len(order["data"]["line_items"]) == 25
+    assert order is not None
+    assert len(order["data"]["line_items"]) == 25
     newest = max(p["updatedAt"] for p in shop.data.tables["products"].values())
     assert (
         service.store.get_cursor("shop", "products") == datetime.fromisoformat(newest).isoformat()
@@ -87,7 +89,8 @@ async def test_incremental_pull_fetches_only_what_changed(
     assert summary.progress.requests == 2
     for pid in changed:
         record = service.store.find_record("shop", "products", pid)
-        assert record is not None and record["data"]["title"].endswith(" v2")
+        assert record is not None
+        assert record["data"]["title"].endswith(" v2")
 
 
 async def test_a_second_pull_without_changes_writes_nothing(
@@ -201,7 +204,8 @@ async def test_inventory_checkpoints_at_run_start_and_picks_up_level_changes(
     before = datetime.now(UTC).replace(microsecond=0)
     first = await service.pull("shop", "inventory")
     cursor = datetime.fromisoformat(service.store.get_cursor("shop", "inventory") or "")
-    assert before <= cursor + timedelta(seconds=1) and cursor <= datetime.now(UTC)
+    assert before <= cursor + timedelta(seconds=1)
+    assert cursor <= datetime.now(UTC)
     location = next(iter(shop.data.tables["locations"]))
     shop.data.set_available("SKU-0005-000", location, 999)
     shop.data.set_available("SKU-0006-001", location, 0) if any(

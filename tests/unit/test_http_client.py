@@ -47,7 +47,8 @@ async def test_5xx_is_retried_then_succeeds(mock: respx.MockRouter) -> None:
     _, body = await http.request_json("GET", "/items")
     assert body == {"ok": 1}
     assert route.call_count == 3
-    assert len(clock.sleeps) == 2 and all(s >= 0 for s in clock.sleeps)
+    assert len(clock.sleeps) == 2
+    assert all(s >= 0 for s in clock.sleeps)
 
 
 @pytest.mark.parametrize(

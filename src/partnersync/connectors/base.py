@@ -167,7 +167,13 @@ AuthFactory = Callable[[Mapping[str, str]], httpx.Auth]
 
 @dataclass(frozen=True)
 class ConnectorSpec:
-    """What a platform package registers under the ``partnersync.connectors`` entry point."""
+    """What a platform package registers under the ``partnersync.connectors`` entry point.
+
+    ``sandbox`` builds the platform's loopback fake; it accepts ``fast=True`` (rate limits scaled
+    up so tests never wait) and platform knobs. Connectors accept the account option
+    ``page_size`` (an upper bound on records per page), which the contract suite uses to make
+    every sandbox pull span several pages.
+    """
 
     platform: str
     connector: type[Connector]

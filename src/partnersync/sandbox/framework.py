@@ -211,6 +211,10 @@ class Sandbox:
         """Base URL, e.g. ``http://127.0.0.1:54321``."""
         return f"http://127.0.0.1:{self.port}"
 
+    def credentials(self) -> dict[str, str]:
+        """The secrets an account needs to talk to this sandbox."""
+        raise NotImplementedError
+
     # -- protocol ------------------------------------------------------------------------
     def dispatch(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         """Apply fault knobs, then the platform protocol."""

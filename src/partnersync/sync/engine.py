@@ -214,9 +214,9 @@ class PullEngine:
             try:
                 canonical = mapper.map(raw)
             except MappingError as exc:
-                stamp = connector.record_updated_at(entity, raw)
-                if stamp is not None and (since is None or stamp >= since):
-                    high = stamp if high is None else max(high, stamp)
+                raw_stamp = connector.record_updated_at(entity, raw)
+                if raw_stamp is not None and (since is None or raw_stamp >= since):
+                    high = raw_stamp if high is None else max(high, raw_stamp)
                 letters.append(
                     DeadLetter(
                         external_id=exc.external_id,

@@ -18,8 +18,6 @@ from importlib import resources
 from typing import Any
 
 import orjson
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -125,6 +123,10 @@ class HubStore:
 
     def migrate(self) -> None:
         """Run Alembic migrations up to head."""
+        # Imported here: Alembic costs ~0.2 s of start-up that read-only commands never need.
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option(
             "script_location", str(resources.files("partnersync.sync").joinpath("migrations"))

@@ -1,4 +1,4 @@
-"""The Shopify connector against respx-faked GraphQL responses: paging, filters, throttling, errors."""
+"""The Shopify connector against respx-faked GraphQL: paging, filters, throttling, errors."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import respx
 from partnersync.auth.vault import Vault
 from partnersync.clock import FakeClock
 from partnersync.connectors.base import AccountInfo
-from partnersync.connectors.shopify import SHOPIFY, access_token_auth
-from partnersync.connectors.shopify import queries
+from partnersync.connectors.shopify import SHOPIFY, access_token_auth, queries
 from partnersync.connectors.shopify.connector import ShopifyConnector
 from partnersync.connectors.shopify.cost import requested_cost
 from partnersync.errors import AuthenticationError, BadResponseError, CapabilityError
@@ -215,7 +214,8 @@ async def test_throttled_waits_until_the_bucket_holds_the_query_cost(
     route = mock.post(ENDPOINT).mock(side_effect=[full_bucket, throttled, products_page([1], None)])
     async with shop:
         pages = [page async for page in shop.pull("products")]
-    assert len(pages) == 1 and route.call_count == 3
+    assert len(pages) == 1
+    assert route.call_count == 3
     # One wait of (requested - 100 available) / 50 per second, and not a second more in total.
     assert clock.sleeps == [pytest.approx((requested - 100) / 50, abs=0.01)]
     assert shop.throttled == 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from partnersync.connectors.base import AccountInfo
 from partnersync.connectors.shopify import queries
 from partnersync.connectors.shopify.connector import ShopifyConnector
-from partnersync.connectors.base import AccountInfo
 from partnersync.connectors.shopify.cost import largest_page, requested_cost
 from partnersync.sandbox.shopify import validate_document
 
@@ -20,7 +20,8 @@ def test_document_validates_against_the_2026_10_schema(name: str) -> None:
 
 def test_a_broken_document_is_caught_by_the_same_check() -> None:
     _, errors = validate_document("query { products(first: 1) { nodes { idd } } }")
-    assert errors and "idd" in errors[0]
+    assert errors
+    assert "idd" in errors[0]
 
 
 def test_cost_matches_shopifys_worked_example() -> None:

@@ -18,9 +18,12 @@ def access_token_auth(secrets: Mapping[str, str]) -> httpx.Auth:
     return HeaderTokenAuth("X-Shopify-Access-Token", secrets["access_token"])
 
 
-def _sandbox(**options: Any) -> Any:
+def _sandbox(*, fast: bool = False, **options: Any) -> Any:
+    """A sandbox shop; ``fast`` scales its cost bucket up so tests never wait on pacing."""
     from partnersync.sandbox.shopify import ShopifySandbox
 
+    if fast:
+        options.setdefault("restore_rate", 1_000_000.0)
     return ShopifySandbox(**options)
 
 

@@ -41,13 +41,13 @@ from partnersync.connectors.shopify.cost import (
     largest_page,
     requested_cost,
 )
-from partnersync.mapping.convert import to_utc
 from partnersync.errors import (
     BadRequestError,
     BadResponseError,
     PermissionDeniedError,
     RateLimitedError,
 )
+from partnersync.mapping.convert import to_utc
 
 DEFAULT_API_VERSION = "2026-10"
 

@@ -348,6 +348,10 @@ class ShopifySandbox(Sandbox):
         self.data = data or ShopifyData(**data_options)
         self._rendered: OrderedDict[tuple[str, bytes, int], tuple[bytes, int, int]] = OrderedDict()
 
+    def credentials(self) -> dict[str, str]:
+        """The access token this sandbox accepts."""
+        return {"access_token": self.token}
+
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         """Serve ``POST /admin/api/{version}/graphql.json``."""
         match = _PATH.match(path.split("?")[0])

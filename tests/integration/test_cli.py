@@ -1,0 +1,192 @@
+"""The ``partnersync`` command end to end, as a user types it (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from partnersync.sandbox.shopify import ShopifySandbox
+from tests.conftest import SHOP_TOKEN
+
+
+class Cli:
+    def __init__(self, project: Path) -> None:
+        self.project = project
+        self.outputs: list[str] = []
+
+    def __call__(
+        self, *args: str, expect: int = 0, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "SHOP_TOKEN": SHOP_TOKEN, "COLUMNS": "200"}
+        env.pop("PARTNERSYNC_KEYS", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "partnersync", "-p", str(self.project), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            input=stdin,
+            check=False,
+        )
+        self.outputs += [result.stdout, result.stderr]
+        assert result.returncode == expect, (result.stdout, result.stderr)
+        return result
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "project")
+
+
+def test_a_user_wires_an_account_pulls_and_inspects_the_hub(cli: Cli, shop: ShopifySandbox) -> None:
+    cli("init", str(cli.project))
+    assert (cli.project / "partnersync.toml").exists()
+    cli(
+        "accounts",
+        "add",
+        "shop",
+        "--platform",
+        "shopify",
+        "--url",
+        shop.url,
+        "--secret-env",
+        "access_token=SHOP_TOKEN",
+        "--allow-loopback",
+        "--option",
+        "page_size=25",
+    )
+    accounts = json.loads(cli("accounts", "list", "--json").stdout)
+    assert [(a["name"], a["platform"], a["api_version"]) for a in accounts] == [
+        ("shop", "shopify", "2026-10")
+    ]
+    assert "ok" in cli("accounts", "test", "shop").stdout
+
+    runs = json.loads(cli("sync", "pull", "shop", "all", "--json").stdout)
+    assert [r["entity"] for r in runs] == ["products", "inventory", "orders"]
+    assert all(r["status"] == "succeeded" for r in runs)
+    assert runs[0]["created"] == len(shop.data.tables["products"])
+
+    shop.data.touch("orders", 2)
+    [again] = json.loads(cli("sync", "pull", "shop", "orders", "--json").stdout)
+    assert (again["updated"], again["created"]) == (2, 0)
+
+    table = cli("sync", "pull", "shop", "products").stdout
+    assert "succeeded" in table
+    assert "unchanged" in table
+
+    listed = json.loads(cli("runs", "list", "--json").stdout)
+    assert len(listed) == 5
+    shown = json.loads(cli("runs", "show", str(again["run_id"]), "--json").stdout)
+    assert shown["updated"] == 2
+    assert shown["mode"] == "incremental"
+
+    product_id = sorted(shop.data.tables["products"])[1]
+    record = json.loads(cli("records", "show", "shop", "products", product_id, "--json").stdout)
+    assert record["data"]["origin"]["external_id"] == product_id
+    assert json.loads(cli("dlq", "list", "--json").stdout) == []
+
+    cli("accounts", "remove", "shop")
+    assert json.loads(cli("accounts", "list", "--json").stdout) == []
+
+    # The access token never shows: not in any output, the log, or the hub files.
+    assert all(SHOP_TOKEN not in out for out in cli.outputs)
+    for path in [*cli.project.glob("hub.db*"), *cli.project.glob("logs/*")]:
+        assert SHOP_TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_dead_letters_are_listed_with_record_field_and_reason(
+    cli: Cli, shop: ShopifySandbox
+) -> None:
+    cli("init", str(cli.project))
+    cli(
+        "accounts",
+        "add",
+        "shop",
+        "--platform",
+        "shopify",
+        "--url",
+        shop.url,
+        "--allow-loopback",
+        stdin=SHOP_TOKEN + "\n",
+    )
+    order_id = sorted(shop.data.tables["orders"])[0]
+    shop.data.update("orders", order_id, {"createdAt": "2026-02-30T00:00:00Z"})
+    [run] = json.loads(cli("sync", "pull", "shop", "orders", "--json").stdout)
+    assert run["status"] == "partial"
+    [letter] = json.loads(cli("dlq", "list", "--json").stdout)
+    assert (letter["external_id"], letter["field"]) == (order_id, "created_at")
+    assert "ISO-8601" in letter["reason"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sync", "pull", "nosuch", "products"], "no account named 'nosuch'"),
+        (["runs", "show", "999"], "no run 999"),
+    ],
+)
+def test_errors_are_one_clear_line_without_traceback(
+    cli: Cli, args: list[str], message: str
+) -> None:
+    cli("init", str(cli.project))
+    result = cli(*args, expect=2)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_wrong_token_fails_the_run_with_the_authentication_error(
+    cli: Cli, shop: ShopifySandbox
+) -> None:
+    cli("init", str(cli.project))
+    cli(
+        "accounts",
+        "add",
+        "shop",
+        "--platform",
+        "shopify",
+        "--url",
+        shop.url,
+        "--allow-loopback",
+        stdin="wrong-token\n",
+    )
+    result = cli("accounts", "test", "shop", expect=2)
+    assert "AuthenticationError" in result.stderr or "401" in result.stderr
+    pulled = cli("sync", "pull", "shop", "products", expect=1)
+    assert "failed" in pulled.stdout + pulled.stderr
+    assert "Traceback" not in pulled.stderr
+
+
+def test_project_without_init_says_what_to_do(cli: Cli) -> None:
+    result = cli("runs", "list", expect=2)
+    assert "partnersync init" in result.stderr
+
+
+def test_demo_runs_from_an_empty_directory(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "partnersync", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "COLUMNS": "160"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "incremental" in out
+    assert "dead letter" in out
+    demo = tmp_path / "partnersync-demo"
+    for name in (
+        "partnersync.toml",
+        "hub.db",
+        "logs/partnersync.log",
+        "logs/sandbox-requests.jsonl",
+    ):
+        assert (demo / name).exists(), name
+    assert str(demo) in out
