@@ -1,0 +1,92 @@
+"""Pull throughput: records per second from a loopback sandbox Shopify into a SQLite hub.
+
+The sandbox runs in its own process (``partnersync sandbox serve``) so its CPU time can be read
+from /proc and reported next to ours; a run where the sandbox used most of a core measured the
+sandbox, not partnersync, and is flagged. The cost bucket is scaled up (``--restore-rate``) so
+the figure is local overhead, not Shopify's rate limit; pass ``--restore-rate 100`` to see a
+Standard-plan shop instead.
+
+    python bench/pull_throughput.py --products 1000 --orders 1000
+
+Peers (tap-shopify, dlt) are not compared yet: they speak REST or bulk operations, which the
+sandbox does not serve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+from partnersync.auth.vault import Vault
+from partnersync.config import Project, ProjectConfig
+from partnersync.service import Partnersync
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument("--restore-rate", type=float, default=1_000_000.0)
+    args = parser.parse_args()
+
+    token = secrets.token_urlsafe(16)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "partnersync", "sandbox", "serve", "--token", token,
+         "--products", str(args.products), "--orders", str(args.orders),
+         "--restore-rate", str(args.restore_rate)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        if url is None:
+            raise SystemExit(f"sandbox did not start: {line!r}")
+        with tempfile.TemporaryDirectory() as tmp:
+            key = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+            project = Project(Path(tmp), ProjectConfig(), f"sqlite:///{tmp}/hub.db")
+            service = Partnersync(project, vault=Vault.parse(key))
+            service.add_account(
+                name="bench", platform="shopify", base_url=url.group(0),
+                secrets={"access_token": token}, allow_loopback=True,
+            )
+            print(f"{'entity':<10} {'records':>8} {'seconds':>8} {'rec/s':>8} {'requests':>8} "
+                  f"{'ours cpu':>9} {'sandbox cpu':>11}")
+            for entity in ("products", "inventory", "orders"):
+                sandbox_before = cpu_seconds(server.pid)
+                ours_before = time.process_time()
+                started = time.perf_counter()
+                summary = anyio.run(service.pull, "bench", entity)
+                wall = time.perf_counter() - started
+                ours = time.process_time() - ours_before
+                theirs = cpu_seconds(server.pid) - sandbox_before
+                records = summary.progress.fetched
+                flag = "  (sandbox-bound: invalid)" if theirs > 0.8 * wall else ""
+                print(f"{entity:<10} {records:>8} {wall:>8.2f} {records / wall:>8.0f} "
+                      f"{summary.progress.requests:>8} {ours:>8.2f}s {theirs:>10.2f}s{flag}")
+            service.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
