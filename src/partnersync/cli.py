@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 from datetime import datetime
@@ -436,7 +437,6 @@ def sandbox_serve(
         restore_rate=restore_rate,
         log_path=log,
     )
-    sandbox.port = port
     errors.print(f"{platform} sandbox on 127.0.0.1 (token {token!r}); Ctrl-C stops it")
     with contextlib.suppress(KeyboardInterrupt):
         _announce_and_serve(sandbox)
@@ -469,5 +469,12 @@ def main() -> None:
     try:
         app()
     except PartnersyncError as exc:
-        errors.print(f"[red]error:[/] {exc}")
+        errors.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(2)
+    except Exception as exc:
+        logging.getLogger("partnersync").exception("internal error")
+        errors.print(
+            f"[red]internal error:[/] {type(exc).__name__}: {exc} (details in the log file)",
+            highlight=False,
+        )
+        sys.exit(3)

@@ -115,8 +115,8 @@ class Partnersync:
     # -- sync ----------------------------------------------------------------------------
     def entities(self, name: str) -> list[str]:
         """Entities the account's connector can pull."""
-        connector, _ = self.connector(name)
-        return [e for e, cap in connector.capabilities.entities.items() if cap.pull]
+        spec = self.registry.get(self.account(name)["platform"])
+        return [e for e, cap in spec.connector.capabilities.entities.items() if cap.pull]
 
     async def pull(
         self,

@@ -38,6 +38,21 @@ class Cli:
         return result
 
 
+def add_shop(cli: Cli, shop: ShopifySandbox, *, typed_token: str) -> None:
+    """``accounts add`` with the token typed at the hidden prompt."""
+    cli(
+        "accounts",
+        "add",
+        "shop",
+        "--platform",
+        "shopify",
+        "--url",
+        shop.url,
+        "--allow-loopback",
+        stdin=typed_token + "\n",
+    )
+
+
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path / "project")
@@ -103,17 +118,7 @@ def test_dead_letters_are_listed_with_record_field_and_reason(
     cli: Cli, shop: ShopifySandbox
 ) -> None:
     cli("init", str(cli.project))
-    cli(
-        "accounts",
-        "add",
-        "shop",
-        "--platform",
-        "shopify",
-        "--url",
-        shop.url,
-        "--allow-loopback",
-        stdin=SHOP_TOKEN + "\n",
-    )
+    add_shop(cli, shop, typed_token=SHOP_TOKEN)
     order_id = sorted(shop.data.tables["orders"])[0]
     shop.data.update("orders", order_id, {"createdAt": "2026-02-30T00:00:00Z"})
     [run] = json.loads(cli("sync", "pull", "shop", "orders", "--json").stdout)
@@ -144,17 +149,7 @@ def test_a_wrong_token_fails_the_run_with_the_authentication_error(
     cli: Cli, shop: ShopifySandbox
 ) -> None:
     cli("init", str(cli.project))
-    cli(
-        "accounts",
-        "add",
-        "shop",
-        "--platform",
-        "shopify",
-        "--url",
-        shop.url,
-        "--allow-loopback",
-        stdin="wrong-token\n",
-    )
+    add_shop(cli, shop, typed_token="wrong-token")
     result = cli("accounts", "test", "shop", expect=2)
     assert "AuthenticationError" in result.stderr or "401" in result.stderr
     pulled = cli("sync", "pull", "shop", "products", expect=1)

@@ -88,7 +88,6 @@ class Page:
     records: list[dict[str, Any]]
     number: int
     requests: int
-    context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,6 @@ class Connector(ABC):
         """Yield pages of ``entity`` records changed at or after ``since`` (all when ``None``)."""
 
 
-ConnectorFactory = Callable[..., Connector]
 AuthFactory = Callable[[Mapping[str, str]], httpx.Auth]
 
 

@@ -191,6 +191,11 @@ class PullEngine:
                 progress,
                 error,
             )
+        except Exception as exc:
+            # A bug, not a platform or data problem: record the run as failed, then let it surface.
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            self.store.finish_run(run_id, status="failed", cursor_after=cursor_after, error=error)
+            raise
         status = "partial" if progress.dead_lettered else "succeeded"
         self.store.finish_run(run_id, status=status, cursor_after=cursor_after)
         return RunSummary(

@@ -44,6 +44,10 @@ _runs = RunRow.__table__  # type: ignore[attr-defined]
 _dead = DeadLetterRow.__table__  # type: ignore[attr-defined]
 
 
+def _dead_letter_aad(account: str, entity: str, external_id: str | None) -> str:
+    return f"dead_letter:{account}:{entity}:{external_id or ''}"
+
+
 def utcnow_iso() -> str:
     """Now, as stored."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
@@ -390,7 +394,7 @@ class HubStore:
                             "page": page,
                             "payload": self.vault.encrypt(
                                 letter.payload.decode("utf-8", "replace"),
-                                f"dead_letter:{account}:{entity}",
+                                _dead_letter_aad(account, entity, letter.external_id),
                             ),
                             "payload_hash": content_hash(letter.payload),
                             "created_at": now,
@@ -530,5 +534,7 @@ class HubStore:
         if row is None:
             raise StoreError(f"no dead letter {letter_id}")
         return orjson.loads(
-            self.vault.decrypt(row.payload, f"dead_letter:{row.account}:{row.entity}")
+            self.vault.decrypt(
+                row.payload, _dead_letter_aad(row.account, row.entity, row.external_id)
+            )
         )

@@ -193,7 +193,7 @@ async def test_throttled_waits_until_the_bucket_holds_the_query_cost(
 ) -> None:
     clock = FakeClock()
     shop = connector(clock)
-    variables = {"variantsFirst": shop.variants_first, "query": None}
+    variables = {"variantsFirst": shop.nested_first["products"], "query": None}
     requested = requested_cost(
         queries.PRODUCTS, {**variables, "first": shop.page_size(queries.PRODUCTS, variables)}
     )
@@ -234,7 +234,7 @@ async def test_pacing_waits_before_sending_when_the_bucket_is_short(mock: respx.
     shop = connector(clock, max_query_cost=300)
     async with shop:
         [_ async for _ in shop.pull("products")]
-    variables = {"variantsFirst": shop.variants_first, "query": None}
+    variables = {"variantsFirst": shop.nested_first["products"], "query": None}
     requested = requested_cost(
         queries.PRODUCTS, {**variables, "first": shop.page_size(queries.PRODUCTS, variables)}
     )

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,6 +65,35 @@ def updated_since_query(since: datetime | None) -> str | None:
     return f"updated_at:>='{format_search_time(since)}'"
 
 
+@dataclass(frozen=True)
+class ShopifyStream:
+    """How one entity is read: its query, root connection and nested connection."""
+
+    document: str
+    root: str
+    nested_field: str
+    nested_variable: str
+    nested_document: str
+
+
+STREAMS = {
+    "products": ShopifyStream(
+        queries.PRODUCTS, "products", "variants", "variantsFirst", queries.PRODUCT_VARIANTS
+    ),
+    "inventory": ShopifyStream(
+        queries.INVENTORY_ITEMS,
+        "inventoryItems",
+        "inventoryLevels",
+        "levelsFirst",
+        queries.INVENTORY_ITEM_LEVELS,
+    ),
+    "orders": ShopifyStream(
+        queries.ORDERS, "orders", "lineItems", "lineItemsFirst", queries.ORDER_LINE_ITEMS
+    ),
+}
+"""Entity → stream; inventory pages are flattened to one record per level."""
+
+
 class ShopifyConnector(Connector):
     """Pulls products (with all variants), inventory levels and orders from one shop."""
 
@@ -87,9 +117,11 @@ class ShopifyConnector(Connector):
         self.api_version = account.api_version or DEFAULT_API_VERSION
         self.max_query_cost = int(options.get("max_query_cost", SINGLE_QUERY_MAX_COST))
         self.page_size_cap = int(options.get("page_size", MAX_PAGE_SIZE))
-        self.variants_first = int(options.get("variants_first", 10))
-        self.levels_first = int(options.get("levels_first", 10))
-        self.line_items_first = int(options.get("line_items_first", 10))
+        self.nested_first = {
+            "products": int(options.get("variants_first", 10)),
+            "inventory": int(options.get("levels_first", 10)),
+            "orders": int(options.get("line_items_first", 10)),
+        }
         self.limiter: TokenBucket | None = (
             TokenBucket(
                 capacity=float(options.get("bucket_size", 1000)),
@@ -199,7 +231,9 @@ class ShopifyConnector(Connector):
 
     async def _load_shop(self) -> None:
         data = await self.graphql(queries.SHOP)
-        shop = data.get("shop") or {}
+        shop = data.get("shop") if isinstance(data, dict) else None
+        if not isinstance(shop, dict) or not shop.get("currencyCode"):
+            raise BadResponseError("the shop query returned no shop currency")
         self._shop_name = str(shop.get("name"))
         self._currency = str(shop.get("currencyCode"))
 
@@ -211,31 +245,10 @@ class ShopifyConnector(Connector):
     async def _pull(self, entity: str, since: datetime | None) -> AsyncIterator[Page]:
         if self._currency is None:
             await self._load_shop()
-        if entity == "products":
-            source = self._walk(
-                queries.PRODUCTS,
-                "products",
-                {"variantsFirst": self.variants_first},
-                since,
-                nested=("variants", queries.PRODUCT_VARIANTS),
-            )
-        elif entity == "orders":
-            source = self._walk(
-                queries.ORDERS,
-                "orders",
-                {"lineItemsFirst": self.line_items_first},
-                since,
-                nested=("lineItems", queries.ORDER_LINE_ITEMS),
-            )
-        else:
-            source = self._walk(
-                queries.INVENTORY_ITEMS,
-                "inventoryItems",
-                {"levelsFirst": self.levels_first},
-                since,
-                nested=("inventoryLevels", queries.INVENTORY_ITEM_LEVELS),
-            )
-        async for page in source:
+        stream = STREAMS[entity]
+        async for page in self._walk(
+            stream, {stream.nested_variable: self.nested_first[entity]}, since
+        ):
             if entity == "inventory":
                 page.records = _flatten_levels(page.records)
             yield page
@@ -246,14 +259,9 @@ class ShopifyConnector(Connector):
         return min(size, self.page_size_cap)
 
     async def _walk(
-        self,
-        document: str,
-        root: str,
-        extra: dict[str, Any],
-        since: datetime | None,
-        *,
-        nested: tuple[str, str],
+        self, stream: ShopifyStream, extra: dict[str, Any], since: datetime | None
     ) -> AsyncIterator[Page]:
+        document, root = stream.document, stream.root
         variables: dict[str, Any] = {"query": updated_since_query(since), **extra}
         variables["first"] = self.page_size(document, variables)
         request = RequestSpec(
@@ -263,13 +271,14 @@ class ShopifyConnector(Connector):
         number = 0
         before = self.requests_sent
         async for _, body in paginate(self._fetch, request, paginator):
-            connection = body["data"][root]
+            connection = (body.get("data") or {}).get(root)
+            if not isinstance(connection, dict):
+                raise BadResponseError(f"response has no {root} connection")
             nodes = connection.get("nodes")
             if not isinstance(nodes, list):
                 raise BadResponseError(f"{root}.nodes is not a list")
-            field, follow = nested
             for node in nodes:
-                await self._complete_nested(node, field, follow)
+                await self._complete_nested(node, stream.nested_field, stream.nested_document)
             number += 1
             spent, before = self.requests_sent - before, self.requests_sent
             yield Page(records=nodes, number=number, requests=spent)
@@ -293,8 +302,11 @@ class ShopifyConnector(Connector):
         )
         paginator = GraphQLCursorPaginator(page_info_path=("data", "node", field, "pageInfo"))
         async for _, body in paginate(self._fetch, request, paginator):
-            more = ((body["data"] or {}).get("node") or {}).get(field) or {}
-            connection["nodes"].extend(more.get("nodes") or [])
+            node_data = (body.get("data") or {}).get("node")
+            more = node_data.get(field) if isinstance(node_data, dict) else None
+            if not isinstance(more, dict) or not isinstance(more.get("nodes"), list):
+                raise BadResponseError(f"{node['id']}: response has no {field} connection")
+            connection["nodes"].extend(more["nodes"])
         connection["pageInfo"] = {"hasNextPage": False, "endCursor": None}
 
 
