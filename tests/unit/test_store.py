@@ -47,15 +47,60 @@ def test_migrations_produce_exactly_the_declared_tables(store: HubStore) -> None
     assert diff == []
 
 
-def test_reopening_an_existing_hub_migrates_nothing(
+def head_revision() -> str:
+    from importlib import resources
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option(
+        "script_location", str(resources.files("partnersync.sync").joinpath("migrations"))
+    )
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_reopening_an_existing_hub_stays_at_head(
     store: HubStore, database_url: str, vault: Vault
 ) -> None:
     again = HubStore.open(database_url, vault)
     with again.engine.connect() as connection:
-        assert (
-            connection.execute(text("select version_num from alembic_version")).scalar() == "0001"
-        )
+        version = connection.execute(text("select version_num from alembic_version")).scalar()
+    assert version == head_revision()
     again.close()
+
+
+def test_a_hub_from_the_first_release_upgrades_with_its_rows(tmp_path: Path, vault: Vault) -> None:
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config
+
+    from partnersync.sync.store import make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    config = Config()
+    config.set_main_option(
+        "script_location", str(resources.files("partnersync.sync").joinpath("migrations"))
+    )
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(
+            text(
+                "insert into dead_letters (run_id, account, entity, field, reason, error_class,"
+                " page, payload, payload_hash, created_at) values"
+                " (1, 'shop', 'orders', 'total', 'bad', 'MappingError', 1, 'x', 'h', 'now')"
+            )
+        )
+    engine.dispose()
+    hub = HubStore.open(url, vault)
+    [letter] = hub.list_dead_letters()
+    assert (letter["field"], letter["direction"], letter["source_ref"]) == ("total", "pull", None)
+    hub.close()
 
 
 def test_page_commit_creates_updates_and_skips_unchanged(store: HubStore) -> None:

@@ -40,6 +40,7 @@ class RecordRow(SQLModel, table=True):
     updated_at: str
     created_run_id: int | None = None
     updated_run_id: int | None = None
+    source_ref: str | None = None
 
 
 class LinkRow(SQLModel, table=True):
@@ -96,6 +97,8 @@ class RunRow(SQLModel, table=True):
     unchanged: int = 0
     dead_lettered: int = 0
     out_of_window: int = 0
+    conflicts: int = 0
+    skipped: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
@@ -118,3 +121,85 @@ class DeadLetterRow(SQLModel, table=True):
     payload_hash: str
     created_at: str
     resolved_at: str | None = None
+    source_ref: str | None = None
+    direction: str = "pull"
+    outbox_id: int | None = None
+
+
+class BindingRow(SQLModel, table=True):
+    """A hub record pushed to a target account: source canonical key ⇄ the target's id."""
+
+    __tablename__ = "bindings"
+    __table_args__ = (
+        UniqueConstraint("target_account", "entity", "canonical_key", name="uq_bindings_key"),
+        UniqueConstraint("target_account", "entity", "external_id", name="uq_bindings_external"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    target_account: str
+    entity: str
+    canonical_key: str
+    external_id: str
+    created_at: str
+
+
+class OutboxRow(SQLModel, table=True):
+    """One write to a target, keyed by its idempotency key for its whole life.
+
+    status: pending → sending (attempt under way, key persisted first) → done | dead.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_outbox_key"),
+        Index("ix_outbox_target_status", "target_account", "entity", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = None
+    target_account: str
+    entity: str
+    canonical_key: str
+    operation: str
+    idempotency_key: str
+    content_hash: str
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    status: str
+    attempts: int = 0
+    batch_key: str | None = None
+    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    source_ref: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class BaselineRow(SQLModel, table=True):
+    """The field values last agreed between the hub and a target (after a push or adoption)."""
+
+    __tablename__ = "baselines"
+
+    target_account: str = Field(primary_key=True)
+    entity: str = Field(primary_key=True)
+    canonical_key: str = Field(primary_key=True)
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: str
+
+
+class ConflictRow(SQLModel, table=True):
+    """A field changed on both sides since the last sync, and how it was resolved."""
+
+    __tablename__ = "conflicts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int
+    target_account: str
+    entity: str
+    canonical_key: str
+    field: str
+    hub_value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    platform_value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    baseline_value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    policy: str
+    winner: str
+    created_at: str
