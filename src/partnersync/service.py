@@ -12,7 +12,7 @@ import httpx
 
 from partnersync.auth.vault import Vault
 from partnersync.clock import Clock, SystemClock
-from partnersync.config import Project, validate_base_url
+from partnersync.config import Project, validate_base_url, validate_directory
 from partnersync.connectors.base import AccountInfo, Connector, ConnectorSpec
 from partnersync.connectors.registry import ConnectorRegistry
 from partnersync.errors import ConfigError
@@ -63,7 +63,7 @@ class Partnersync:
         missing = [field for field in spec.secret_fields if not secrets.get(field)]
         if missing:
             raise ConfigError(f"account {name!r} needs secret(s) {missing}")
-        url = validate_base_url(base_url, allow_loopback=allow_loopback)
+        url = self._validate_location(spec, base_url, allow_loopback=allow_loopback)
         stored_options = {**(options or {}), "allow_loopback": allow_loopback}
         self.store.save_account(
             name=name,
@@ -74,6 +74,12 @@ class Partnersync:
             secrets=dict(secrets),
         )
         log.info("account %s added (%s at %s)", name, platform, url)
+
+    @staticmethod
+    def _validate_location(spec: ConnectorSpec, url: str, *, allow_loopback: bool) -> str:
+        if spec.location == "directory":
+            return validate_directory(url)
+        return validate_base_url(url, allow_loopback=allow_loopback)
 
     def account(self, name: str) -> dict[str, Any]:
         """Stored account settings (no secrets); ConfigError if unknown."""
@@ -90,7 +96,9 @@ class Partnersync:
         account = self.account(name)
         spec = self.registry.get(account["platform"])
         options = dict(account["options"])
-        validate_base_url(account["base_url"], allow_loopback=bool(options.get("allow_loopback")))
+        self._validate_location(
+            spec, account["base_url"], allow_loopback=bool(options.get("allow_loopback"))
+        )
         secrets = self.store.account_secrets(name)
         if self.redactor is not None:
             self.redactor.register(*secrets.values())

@@ -169,6 +169,14 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def validate_directory(url: str) -> str:
+    """A file account's directory (``file://`` prefix allowed), made absolute; must exist."""
+    path = Path(url.removeprefix("file://")).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{path} is not a directory")
+    return str(path.resolve())
+
+
 def validate_base_url(url: str, *, allow_loopback: bool = False) -> str:
     """Accept ``https://`` URLs to public hosts; plain http only to loopback when allowed."""
     parts = urlsplit(url)

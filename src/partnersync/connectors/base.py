@@ -147,6 +147,13 @@ class Connector(ABC):
         """
         return None
 
+    def record_source(self, entity: str, record: Mapping[str, Any]) -> str | None:
+        """Where a raw record came from, for people (``stock.csv:12``); ``None`` if not known."""
+        return None
+
+    async def prepare(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Learn what mapping needs (e.g. the shop currency) before records are mapped."""
+
     def mapping_settings(self) -> dict[str, Any]:
         """Account-level facts mappers need (e.g. the shop currency), learned while pulling."""
         return {}
@@ -180,3 +187,5 @@ class ConnectorSpec:
     secret_fields: tuple[str, ...]
     sandbox: Callable[..., Sandbox] | None = None
     default_api_version: str | None = None
+    location: str = "http"
+    """What an account's URL is: ``http`` (a public https URL) or ``directory`` (a local path)."""

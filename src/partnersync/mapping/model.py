@@ -221,12 +221,31 @@ class Order(CanonicalModel):
     cancelled_at: UtcDateTime | None = None
 
 
-CanonicalRecord = Product | InventoryLevel | Order
+class Shipment(CanonicalModel):
+    """Tracking for an order, reported by the brand's warehouse, to be sent to the order's channel.
+
+    ``order_ref`` is the order's number on its channel (e.g. ``#1001``) or its external id;
+    ``channel`` names the account the order came from, when the warehouse knows it.
+    """
+
+    entity: ClassVar[str] = "fulfillments"
+
+    origin: Origin
+    order_ref: str = Field(min_length=1)
+    channel: str | None = None
+    carrier: str | None = None
+    tracking_number: str = Field(min_length=1)
+    tracking_url: str | None = None
+    updated_at: UtcDateTime
+
+
+CanonicalRecord = Product | InventoryLevel | Order | Shipment
 """Any top-level canonical record."""
 
-CANONICAL_MODELS: dict[str, type[Product] | type[InventoryLevel] | type[Order]] = {
+CANONICAL_MODELS: dict[str, type[Product] | type[InventoryLevel] | type[Order] | type[Shipment]] = {
     "products": Product,
     "inventory": InventoryLevel,
     "orders": Order,
+    "fulfillments": Shipment,
 }
 """Entity name → canonical model class."""

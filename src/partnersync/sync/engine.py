@@ -31,7 +31,7 @@ import anyio.to_thread
 import orjson
 
 from partnersync.clock import Clock, SystemClock
-from partnersync.connectors.base import Connector
+from partnersync.connectors.base import Connector, Page
 from partnersync.errors import MappingError, PartnersyncError
 from partnersync.failpoints import failpoint
 from partnersync.mapping.mapper import FieldOverride, MapContext, Mapper
@@ -130,10 +130,11 @@ class PullEngine:
             async for page in connector.pull(entity, since=since):
                 failpoint("after_http")
                 if mapper is None:
+                    await connector.prepare()
                     context = MapContext(account, connector.platform, connector.mapping_settings())
                     mapper = mapper_class(context, overrides)
                 records, letters, out_of_window, page_high = self._map_page(
-                    connector, entity, mapper, page.records, since, capability.cursor_field
+                    connector, entity, mapper, page, since, capability.cursor_field
                 )
                 if capability.sorted_by_cursor and page_high is not None:
                     high_water = page_high if high_water is None else max(high_water, page_high)
@@ -207,7 +208,7 @@ class PullEngine:
         connector: Connector,
         entity: str,
         mapper: Mapper[Any],
-        raw_records: list[dict[str, Any]],
+        page: Page,
         since: datetime | None,
         cursor_field: str,
     ) -> tuple[list[MappedRecord], list[DeadLetter], int, datetime | None]:
@@ -215,7 +216,8 @@ class PullEngine:
         letters: list[DeadLetter] = []
         out_of_window = 0
         high: datetime | None = None
-        for raw in raw_records:
+        for raw in page.records:
+            source_ref = connector.record_source(entity, raw) or f"page {page.number}"
             try:
                 canonical = mapper.map(raw)
             except MappingError as exc:
@@ -229,6 +231,7 @@ class PullEngine:
                         reason=exc.reason,
                         error_class=type(exc).__name__,
                         payload=orjson.dumps(raw, default=str),
+                        source_ref=source_ref,
                     )
                 )
                 continue
@@ -241,6 +244,7 @@ class PullEngine:
                     data=data,
                     content_hash=content_hash(data),
                     source_updated_at=stamp.isoformat() if stamp else None,
+                    source_ref=source_ref,
                 )
             )
             if stamp is None:

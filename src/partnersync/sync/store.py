@@ -61,6 +61,7 @@ class MappedRecord:
     data: bytes
     content_hash: str
     source_updated_at: str | None
+    source_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class DeadLetter:
     reason: str
     error_class: str
     payload: bytes
+    source_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -361,6 +363,7 @@ class HubStore:
                             "updated_at": now,
                             "created_run_id": run_id,
                             "updated_run_id": run_id,
+                            "source_ref": record.source_ref,
                         }
                     )
                 else:
@@ -374,6 +377,7 @@ class HubStore:
                             source_updated_at=record.source_updated_at,
                             updated_at=now,
                             updated_run_id=run_id,
+                            source_ref=record.source_ref,
                         )
                     )
             if inserts:
@@ -398,6 +402,7 @@ class HubStore:
                             ),
                             "payload_hash": content_hash(letter.payload),
                             "created_at": now,
+                            "source_ref": letter.source_ref,
                         }
                         for letter in fresh
                     ],

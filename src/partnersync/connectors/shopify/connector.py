@@ -242,9 +242,13 @@ class ShopifyConnector(Connector):
         self.capabilities.require_pull(entity)
         return self._pull(entity, since)
 
-    async def _pull(self, entity: str, since: datetime | None) -> AsyncIterator[Page]:
+    async def prepare(self) -> None:
+        """Load the shop currency once."""
         if self._currency is None:
             await self._load_shop()
+
+    async def _pull(self, entity: str, since: datetime | None) -> AsyncIterator[Page]:
+        await self.prepare()
         stream = STREAMS[entity]
         async for page in self._walk(
             stream, {stream.nested_variable: self.nested_first[entity]}, since

@@ -1,0 +1,295 @@
+"""The file connector: the brand's own system as CSV/JSONL files in a directory.
+
+Layout of an account's directory (``--url /path/to/drop``)::
+
+    inventory/*.csv|*.jsonl      sku, location, available[, updated_at][, version]
+    products/*.csv|*.jsonl       handle, title, sku, price[, currency, compare_at_price,
+                                 barcode, vendor, product_type, status, option_name,
+                                 option_value, updated_at] — one row per variant
+    fulfillments/*.csv|*.jsonl   order, carrier, tracking_number[, tracking_url, channel,
+                                 updated_at]
+    orders-out/                  orders exported for the ERP/WMS (written by pushes)
+
+**Pull.** Files are read oldest first (modification time, then name: a stable order); an
+incremental pull reads only files modified at or after ``since``, and from files that carry an
+``updated_at`` column only the rows updated at or after it. Each file is one page (large files
+in chunks). Drop files atomically (write elsewhere, then rename into the folder). Within one
+file, a second row for the same SKU (and location) is marked as a duplicate and dead-lettered.
+
+**Push (orders).** :meth:`FileConnector.write_orders` writes one file per batch, atomically
+(temporary file, fsync, rename), named after the batch's idempotency key so a re-run can see
+that a batch was already written before writing it again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+
+from partnersync.connectors.base import (
+    AccountInfo,
+    Capabilities,
+    Connector,
+    EntityCapability,
+    Page,
+)
+from partnersync.errors import ConfigError
+from partnersync.mapping.convert import to_utc
+
+ENTITY_DIRS = {"inventory": "inventory", "products": "products", "fulfillments": "fulfillments"}
+EXPORT_DIR = "orders-out"
+CHUNK_ROWS = 1000
+
+
+def directory_of(account: AccountInfo) -> Path:
+    """The account's directory (``file://`` prefix allowed)."""
+    return Path(account.base_url.removeprefix("file://")).expanduser()
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) pairs of a CSV (header on line 1) or JSONL file."""
+    if path.suffix == ".jsonl":
+        with path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    value = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    value = {"_invalid": line.decode("utf-8", "replace").strip()}
+                yield number, value if isinstance(value, dict) else {"_invalid": repr(value)}
+        return
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        for number, row in enumerate(reader, start=2):
+            yield (
+                number,
+                {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k},
+            )
+
+
+class FileConnector(Connector):
+    """Reads stock, products and shipments from a drop directory; writes order exports."""
+
+    platform = "file"
+    capabilities = Capabilities.of(
+        EntityCapability("inventory", sorted_by_cursor=False),
+        EntityCapability("products", sorted_by_cursor=False),
+        EntityCapability("fulfillments", sorted_by_cursor=False),
+        EntityCapability("orders", pull=False, incremental=False, push=frozenset({"create"})),
+    )
+
+    def __init__(self, account: AccountInfo, **kwargs: Any) -> None:
+        super().__init__(account, **kwargs)
+        self.root = directory_of(account)
+        self.export_format = str(account.options.get("export_format", "jsonl"))
+        if self.export_format not in ("jsonl", "csv"):
+            raise ConfigError(f"{account.name}: export_format must be jsonl or csv")
+        self.files_read = 0
+
+    @property
+    def requests_sent(self) -> int:
+        """Files read (the file connector's unit of work)."""
+        return self.files_read
+
+    async def check(self) -> str:
+        """The directory exists and is readable."""
+        if not self.root.is_dir():
+            raise ConfigError(f"{self.account.name}: {self.root} is not a directory")
+        return f"directory {self.root}"
+
+    def record_source(self, entity: str, record: Mapping[str, Any]) -> str | None:
+        """``file:line`` of the row (first row of a product)."""
+        if "_file" not in record:
+            return None
+        return f"{record['_file']}:{record.get('_line', '?')}"
+
+    def record_updated_at(self, entity: str, record: Mapping[str, Any]) -> datetime | None:
+        """The row's ``updated_at``, else its file's modification time."""
+        for value in (record.get("updated_at"), record.get("_mtime")):
+            if value:
+                try:
+                    return to_utc(value)
+                except ValueError:
+                    continue
+        return None
+
+    def files(self, entity: str, since: datetime | None) -> list[Path]:
+        """Data files of ``entity`` modified at or after ``since``, oldest first."""
+        folder = self.root / ENTITY_DIRS[entity]
+        if not folder.is_dir():
+            return []
+        found = [p for p in folder.iterdir() if p.is_file() and p.suffix in (".csv", ".jsonl")]
+        stamped = [(p.stat().st_mtime, p.name, p) for p in found]
+        floor = since.timestamp() if since else None
+        return [p for mtime, _, p in sorted(stamped) if floor is None or mtime >= floor]
+
+    def pull(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
+        """Pages of rows (products: one record per handle) from the entity's folder."""
+        self.capabilities.require_pull(entity)
+        return self._pull(entity, since)
+
+    async def _pull(self, entity: str, since: datetime | None) -> AsyncIterator[Page]:
+        number = 0
+        for path in self.files(entity, since):
+            records = await anyio.to_thread.run_sync(self._read_file, entity, path, since)
+            self.files_read += 1
+            for start in range(0, max(len(records), 1), CHUNK_ROWS):
+                number += 1
+                chunk = records[start : start + CHUNK_ROWS]
+                yield Page(records=chunk, number=number, requests=1 if start == 0 else 0)
+
+    def _read_file(self, entity: str, path: Path, since: datetime | None) -> list[dict[str, Any]]:
+        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
+        relative = str(path.relative_to(self.root))
+        rows = []
+        for line, row in _rows(path):
+            row.update(_file=relative, _line=line, _mtime=mtime)
+            if since is not None and row.get("updated_at"):
+                try:
+                    if to_utc(row["updated_at"]) < since:
+                        continue
+                except ValueError:
+                    pass  # the mapper reports the bad timestamp
+            rows.append(row)
+        if entity == "products":
+            return _group_products(rows)
+        _mark_duplicates(
+            rows, ("sku", "location") if entity == "inventory" else ("order", "tracking_number")
+        )
+        return rows
+
+    # -- push: order exports -------------------------------------------------------------
+    def export_name(self, batch_key: str) -> str:
+        """The file a batch is written to (its key makes it findable after a crash)."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return f"orders-{stamp}-{batch_key[:16]}.{self.export_format}"
+
+    def find_export(self, batch_key: str) -> Path | None:
+        """The already-written file of a batch, if any."""
+        folder = self.root / EXPORT_DIR
+        if not folder.is_dir():
+            return None
+        matches = sorted(folder.glob(f"orders-*-{batch_key[:16]}.*"))
+        return matches[0] if matches else None
+
+    async def write_orders(self, batch_key: str, orders: Sequence[Mapping[str, Any]]) -> Path:
+        """Write one export file atomically; returns its path."""
+        return await anyio.to_thread.run_sync(self._write_orders, batch_key, orders)
+
+    def _write_orders(self, batch_key: str, orders: Sequence[Mapping[str, Any]]) -> Path:
+        folder = self.root / EXPORT_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / self.export_name(batch_key)
+        payload = _jsonl(orders) if self.export_format == "jsonl" else _csv(orders)
+        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".partial-", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        directory = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return target
+
+
+def _mark_duplicates(rows: list[dict[str, Any]], key_fields: tuple[str, str]) -> None:
+    first_line: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        key = tuple(row.get(f) for f in key_fields)
+        if key[0] in (None, ""):
+            continue
+        if key in first_line:
+            row["_duplicate_of"] = first_line[key]
+        else:
+            first_line[key] = row["_line"]
+
+
+def _group_products(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per handle, its rows as variants; repeated SKUs are marked."""
+    products: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        handle = str(row.get("handle") or f"<line {row['_line']}>")
+        product = products.setdefault(
+            handle,
+            {
+                "handle": row.get("handle"),
+                "_file": row["_file"],
+                "_line": row["_line"],
+                "_mtime": row["_mtime"],
+                "rows": [],
+            },
+        )
+        product["rows"].append(row)
+        if row.get("updated_at") and (product.get("updated_at") or "") < str(row["updated_at"]):
+            product["updated_at"] = row["updated_at"]
+    for product in products.values():
+        _mark_duplicates(product["rows"], ("sku", "sku"))
+    return list(products.values())
+
+
+def _jsonl(orders: Sequence[Mapping[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps(order, default=str) + b"\n" for order in orders)
+
+
+def _csv(orders: Sequence[Mapping[str, Any]]) -> bytes:
+    """One row per line item, with the order's channel, ids and totals repeated."""
+    columns = [
+        "channel",
+        "order_external_id",
+        "order_number",
+        "created_at",
+        "currency",
+        "total",
+        "financial_status",
+        "fulfillment_status",
+        "email",
+        "line_external_id",
+        "sku",
+        "title",
+        "quantity",
+        "unit_price",
+    ]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for order in orders:
+        base = {
+            "channel": order["channel"],
+            "order_external_id": order["external_id"],
+            "order_number": order["number"],
+            "created_at": order["created_at"],
+            "currency": order["currency"],
+            "total": order["total"]["amount"],
+            "financial_status": order["financial_status"],
+            "fulfillment_status": order["fulfillment_status"],
+            "email": order.get("email"),
+        }
+        for line in order.get("line_items") or [{}]:
+            writer.writerow(
+                {
+                    **base,
+                    "line_external_id": line.get("external_id"),
+                    "sku": line.get("sku"),
+                    "title": line.get("title"),
+                    "quantity": line.get("quantity"),
+                    "unit_price": (line.get("unit_price") or {}).get("amount"),
+                }
+            )
+    return buffer.getvalue().encode()

@@ -1,0 +1,212 @@
+"""File import mappers: rows from the brand's CSV/JSONL drops → canonical records.
+
+Columns are the brand's, so every value arrives as text (CSV) or JSON; the mappers parse
+strictly and say which file, line, field and reason when a row is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from partnersync.mapping.convert import to_decimal, to_int, to_utc
+from partnersync.mapping.mapper import Direct, Mapper, Record, mapping
+from partnersync.mapping.model import InventoryLevel, Product, Shipment
+
+PLATFORM = "file"
+
+
+def _updated_at(record: Record) -> Any:
+    return to_utc(record.get("updated_at") or record.get("_mtime"))
+
+
+def _reject_duplicate(record: Record, what: str) -> None:
+    if record.get("_duplicate_of"):
+        raise ValueError(
+            f"duplicate {what}: also on line {record['_duplicate_of']} of {record['_file']}"
+        )
+
+
+def _strict_int(value: Any) -> int:
+    if isinstance(value, str) and value.strip() == "":
+        raise ValueError("stock is empty")
+    try:
+        return to_int(value)
+    except ValueError:
+        raise ValueError(f"stock is not a whole number: {value!r}") from None
+
+
+class FileInventoryImportMapper(Mapper[InventoryLevel]):
+    """``sku, location, available[, updated_at]`` → :class:`InventoryLevel`."""
+
+    model = InventoryLevel
+    entity = "inventory"
+    direct = (Direct("location", "location_id"), Direct("location", "location_name"))
+
+    def external_id(self, record: Record) -> str | None:
+        """``SKU@location`` identifies a stock position."""
+        if not record.get("sku"):
+            return None
+        return f"{record['sku']}@{record.get('location') or ''}"
+
+    @mapping("sku")
+    def sku(self, record: Record) -> dict[str, Any]:
+        """The join key; a second row for it in the same file is refused."""
+        sku = record.get("sku")
+        if record.get("_invalid"):
+            raise ValueError(f"not a JSON object: {record['_invalid'][:80]!r}")
+        if not sku:
+            raise ValueError("sku is missing")
+        _reject_duplicate(record, f"SKU {sku!r} at {record.get('location') or '(no location)'}")
+        return {"sku": str(sku)}
+
+    @mapping("available")
+    def available(self, record: Record) -> dict[str, Any]:
+        """Whole units available to sell."""
+        return {"available": _strict_int(record.get("available"))}
+
+    @mapping("origin", "updated_at")
+    def origin(self, record: Record) -> dict[str, Any]:
+        """Position id; the row's ``updated_at`` or else the file's time."""
+        stamp = _updated_at(record)
+        return {
+            "origin": {
+                "account": self.context.account,
+                "platform": PLATFORM,
+                "external_id": self.external_id(record),
+                "updated_at": stamp,
+                "version": record.get("version"),
+            },
+            "updated_at": stamp,
+        }
+
+
+class FileProductImportMapper(Mapper[Product]):
+    """Rows grouped by ``handle`` (one per variant) → :class:`Product`."""
+
+    model = Product
+    entity = "products"
+    external_id_path = "handle"
+
+    @mapping("title", "handle", "status", "vendor", "product_type", "description_html", "tags")
+    def header(self, record: Record) -> dict[str, Any]:
+        """Product-level columns, taken from the first row that has them."""
+        rows = record.get("rows") or []
+
+        def first(column: str) -> Any:
+            return next((r[column] for r in rows if r.get(column)), None)
+
+        tags = first("tags")
+        return {
+            "title": first("title"),
+            "handle": record.get("handle"),
+            "status": (first("status") or "active").lower(),
+            "vendor": first("vendor"),
+            "product_type": first("product_type"),
+            "description_html": first("description_html"),
+            "tags": [t.strip() for t in tags.split(",")] if isinstance(tags, str) else tags or [],
+        }
+
+    @mapping("variants", "options")
+    def variants(self, record: Record) -> dict[str, Any]:
+        """One variant per row; prices are exact decimals in the row's currency."""
+        variants: list[dict[str, Any]] = []
+        option_names: dict[str, list[str]] = {}
+        for row in record.get("rows") or []:
+            where = f"line {row['_line']}"
+            if not row.get("sku"):
+                raise ValueError(f"{where}: sku is missing")
+            _reject_duplicate(row, f"SKU {row['sku']!r}")
+            currency = row.get("currency") or self.context.settings.get("currency") or "USD"
+            try:
+                price = to_decimal(row.get("price"))
+                compare = row.get("compare_at_price")
+                compare_money = (
+                    {"amount": to_decimal(compare), "currency": currency} if compare else None
+                )
+            except ValueError as exc:
+                raise ValueError(f"{where}: price: {exc}") from None
+            options = {}
+            if row.get("option_name"):
+                options[row["option_name"]] = row.get("option_value") or ""
+                values = option_names.setdefault(row["option_name"], [])
+                if row.get("option_value") and row["option_value"] not in values:
+                    values.append(row["option_value"])
+            variants.append(
+                {
+                    "external_id": f"{record.get('handle')}/{row['sku']}",
+                    "sku": row["sku"],
+                    "barcode": row.get("barcode") or None,
+                    "title": row.get("option_value") or row.get("variant_title") or "Default",
+                    "price": {"amount": price, "currency": currency},
+                    "compare_at_price": compare_money,
+                    "position": len(variants) + 1,
+                    "options": options,
+                }
+            )
+        return {
+            "variants": variants,
+            "options": [{"name": n, "values": v} for n, v in option_names.items()],
+        }
+
+    @mapping("origin", "updated_at")
+    def origin(self, record: Record) -> dict[str, Any]:
+        """Handle as id; newest row ``updated_at`` or the file's time."""
+        stamp = _updated_at(record)
+        return {
+            "origin": {
+                "account": self.context.account,
+                "platform": PLATFORM,
+                "external_id": record.get("handle"),
+                "updated_at": stamp,
+            },
+            "updated_at": stamp,
+        }
+
+
+class FileShipmentImportMapper(Mapper[Shipment]):
+    """``order, carrier, tracking_number[, tracking_url, channel]`` → :class:`Shipment`."""
+
+    model = Shipment
+    entity = "fulfillments"
+    direct = (
+        Direct("order", "order_ref"),
+        Direct("channel", "channel"),
+        Direct("carrier", "carrier"),
+        Direct("tracking_url", "tracking_url"),
+    )
+
+    def external_id(self, record: Record) -> str | None:
+        """``order#tracking`` identifies a shipment."""
+        if not record.get("order"):
+            return None
+        return f"{record['order']}#{record.get('tracking_number') or ''}"
+
+    @mapping("tracking_number")
+    def tracking(self, record: Record) -> dict[str, Any]:
+        """Required; one shipment per (order, tracking number) in a file."""
+        if not record.get("tracking_number"):
+            raise ValueError("tracking_number is missing")
+        _reject_duplicate(record, f"shipment {record['tracking_number']!r}")
+        return {"tracking_number": str(record["tracking_number"])}
+
+    @mapping("origin", "updated_at")
+    def origin(self, record: Record) -> dict[str, Any]:
+        """Shipment id; the row's time or the file's."""
+        stamp = _updated_at(record)
+        return {
+            "origin": {
+                "account": self.context.account,
+                "platform": PLATFORM,
+                "external_id": self.external_id(record),
+                "updated_at": stamp,
+            },
+            "updated_at": stamp,
+        }
+
+
+IMPORT_MAPPERS: dict[str, type[Mapper[Any]]] = {
+    "inventory": FileInventoryImportMapper,
+    "products": FileProductImportMapper,
+    "fulfillments": FileShipmentImportMapper,
+}
+"""Entity → import mapper."""
