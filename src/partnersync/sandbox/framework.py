@@ -24,6 +24,8 @@ from typing import Any, Self
 import orjson
 
 Reply = tuple[int, dict[str, str], bytes]
+DROP: Reply = (0, {}, b"")
+"""Returned by a sandbox to close the connection without answering (a lost response)."""
 
 
 def json_reply(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Reply:
@@ -81,10 +83,23 @@ class Faults:
 
     fail_next: deque[int] = field(default_factory=deque)
     after_request: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    drop_after_commit: dict[str, int] = field(default_factory=dict)
 
     def fail(self, status: int, times: int = 1) -> None:
         """Answer the next ``times`` protocol requests with ``status``."""
         self.fail_next.extend([status] * times)
+
+    def drop(self, operation: str, times: int = 1) -> None:
+        """Apply the next ``times`` ``operation`` writes, then drop the connection unanswered."""
+        self.drop_after_commit[operation] = self.drop_after_commit.get(operation, 0) + times
+
+    def take_drop(self, operation: str) -> bool:
+        """Whether this ``operation``'s response is to be dropped (consumes one)."""
+        left = self.drop_after_commit.get(operation, 0)
+        if left <= 0:
+            return False
+        self.drop_after_commit[operation] = left - 1
+        return True
 
 
 class RequestLog:
@@ -137,6 +152,10 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         except Exception as exc:  # a sandbox bug must answer, not hang the client
             status, reply_headers, payload = json_reply(500, {"errors": f"sandbox error: {exc!r}"})
+        if status == DROP[0]:
+            # The write happened; the client never hears of it.
+            self.close_connection = True
+            return
         self.send_response(status)
         for key, value in reply_headers.items():
             self.send_header(key, value)
@@ -249,5 +268,8 @@ class Sandbox:
             return self.log.entries
         if action == "fail":
             self.faults.fail(int(payload["status"]), int(payload.get("times", 1)))
+            return {"ok": True}
+        if action == "drop":
+            self.faults.drop(str(payload["operation"]), int(payload.get("times", 1)))
             return {"ok": True}
         raise KeyError(f"unknown sandbox action {action!r}")

@@ -39,6 +39,7 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     build_client_schema,
     execute_sync,
@@ -51,8 +52,9 @@ from partnersync.connectors.shopify.cost import (
     parse_document,
     requested_cost,
 )
-from partnersync.sandbox.framework import Reply, Sandbox, json_reply
+from partnersync.sandbox.framework import DROP, Reply, Sandbox, json_reply
 from partnersync.sandbox.shopify.data import ShopifyData, gid_number
+from partnersync.sandbox.shopify.mutations import ShopifyMutations, fulfillment_orders
 from partnersync.sandbox.shopify.search import build_filter
 
 API_VERSION = "2026-10"
@@ -153,10 +155,12 @@ def _public(record: dict[str, Any], typename: str) -> dict[str, Any]:
 class _Resolvers:
     """Turns stored records into resolvable views for one request."""
 
-    def __init__(self, data: ShopifyData, warnings: list[str]) -> None:
+    def __init__(self, data: ShopifyData, warnings: list[str], mutations: ShopifyMutations) -> None:
         self.data = data
         self.tables = data.tables
         self.warnings = warnings
+        self.mutations = mutations
+        mutations.view_product = lambda record: self.product(record)
 
     def _filtered(self, table: str, query: str | None, supported: set[str]) -> list[dict[str, Any]]:
         matches, warnings = build_filter(query, supported, gid_number)
@@ -222,8 +226,24 @@ class _Resolvers:
         }
         return view
 
+    def fulfillment_order(self, record: dict[str, Any]) -> dict[str, Any]:
+        view = _public(record, "FulfillmentOrder")
+        view["lineItems"] = lambda info, **a: connection(
+            record["_lines"],
+            a,
+            lambda line: {
+                **_public(line, "FulfillmentOrderLineItem"),
+                "lineItem": {"__typename": "LineItem", "id": line["_line"]},
+            },
+            key=lambda r: (gid_number(r["id"]),),
+        )
+        return view
+
     def order(self, record: dict[str, Any]) -> dict[str, Any]:
         view = _public(record, "Order")
+        view["fulfillmentOrders"] = lambda info, **a: connection(
+            fulfillment_orders(record), a, self.fulfillment_order
+        )
         view["lineItems"] = lambda info, **a: connection(
             record["_lineItems"], a, self.line_item, key=lambda r: (gid_number(r["id"]),)
         )
@@ -261,7 +281,20 @@ class _Resolvers:
                 list(self.tables["locations"].values()), a, self.location
             ),
             "node": lambda info, id: self.node(id),
+            "order": lambda info, id: self.node(id),
+            "productByIdentifier": lambda info, identifier: self.product_by_identifier(identifier),
+            **self.mutations.root(),
         }
+
+    def product_by_identifier(self, identifier: dict[str, Any]) -> dict[str, Any] | None:
+        products = self.tables["products"]
+        if identifier.get("id"):
+            record = products.get(identifier["id"])
+        else:
+            record = next(
+                (p for p in products.values() if p["handle"] == identifier.get("handle")), None
+            )
+        return None if record is None else self.product(record)
 
     def node(self, node_id: str) -> dict[str, Any] | None:
         kind = node_id.split("/")[3] if node_id.count("/") >= 4 else ""
@@ -346,6 +379,7 @@ class ShopifySandbox(Sandbox):
         self.bucket = LeakyBucket(bucket_size, restore_rate)
         self.throttle_status = throttle_status
         self.data = data or ShopifyData(**data_options)
+        self.mutations = ShopifyMutations(self.data)
         self._rendered: OrderedDict[tuple[str, bytes, int], tuple[bytes, int, int]] = OrderedDict()
 
     def credentials(self) -> dict[str, str]:
@@ -420,6 +454,13 @@ class ShopifySandbox(Sandbox):
         body, actual, records = self._execute(document, ast, variables, op_node)
         available = self.bucket.refund(requested - actual)
         entry.update(status=200, actual=actual, available=available, records=records)
+        is_write = op_node.operation is OperationType.MUTATION
+        if is_write:
+            entry["write"] = True
+        if is_write and op_name and self.faults.take_drop(op_name):
+            entry["dropped"] = True
+            self.log.append(entry)
+            return DROP
         self.log.append(entry)
         cost = orjson.dumps(self._cost(requested, actual, available))
         # The cached body ends with '}' closing the response object: splice extensions in.
@@ -448,7 +489,8 @@ class ShopifySandbox(Sandbox):
         op_node: OperationDefinitionNode,
     ) -> tuple[bytes, int, int]:
         key = (document, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS), self.data.version)
-        cached = self._rendered.get(key)
+        is_write = op_node.operation is OperationType.MUTATION
+        cached = None if is_write else self._rendered.get(key)
         if cached is not None:
             self._rendered.move_to_end(key)
             return cached
@@ -457,7 +499,7 @@ class ShopifySandbox(Sandbox):
             result = execute_sync(
                 load_schema(),
                 ast,
-                root_value=_Resolvers(self.data, warnings).root(),
+                root_value=_Resolvers(self.data, warnings, self.mutations).root(),
                 variable_values=variables,
             )
         response: dict[str, Any] = {"data": result.data}
@@ -466,6 +508,8 @@ class ShopifySandbox(Sandbox):
         actual = actual_cost(op_node.selection_set, result.data, _Coster(ast, variables))
         records = _count_nodes(result.data)
         rendered = (orjson.dumps(response), actual, records)
+        if is_write:
+            return rendered
         self._rendered[key] = rendered
         if len(self._rendered) > 256:
             self._rendered.popitem(last=False)
