@@ -26,7 +26,7 @@ A minimal connector (this example runs as a test)::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -39,6 +39,7 @@ from partnersync.errors import CapabilityError
 
 if TYPE_CHECKING:
     from partnersync.mapping.mapper import Mapper
+    from partnersync.mapping.model import Product, Shipment
     from partnersync.sandbox.framework import Sandbox
 
 
@@ -88,6 +89,33 @@ class Page:
     records: list[dict[str, Any]]
     number: int
     requests: int
+
+
+@dataclass(frozen=True)
+class InventoryWrite:
+    """Set ``quantity`` available for an item at a location, if it still is ``change_from``."""
+
+    inventory_item_id: str
+    location_id: str
+    quantity: int
+    change_from: int | None
+
+
+@dataclass(frozen=True)
+class InventoryWriteOutcome:
+    """Whether a batch of inventory writes applied; which were stale (by index) if not."""
+
+    applied: bool
+    stale: tuple[int, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProductWriteOutcome:
+    """A product as the platform now has it: its id and its variants' ids by SKU."""
+
+    external_id: str
+    variant_ids: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,6 +193,46 @@ class Connector(ABC):
     @abstractmethod
     def pull(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
         """Yield pages of ``entity`` records changed at or after ``since`` (all when ``None``)."""
+
+    # -- writes: each is optional; a connector declares what it supports in its capabilities
+    def _cannot(self, what: str) -> CapabilityError:
+        return CapabilityError(f"the {self.platform} connector cannot {what}")
+
+    async def set_inventory(
+        self, writes: Sequence[InventoryWrite], idempotency_key: str
+    ) -> InventoryWriteOutcome:
+        """Set absolute available quantities, all or none, compare-and-set on ``change_from``."""
+        raise self._cannot("set inventory")
+
+    async def read_inventory(self, inventory_item_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Fresh raw inventory-level records of these items (same shape as pulled ones)."""
+        raise self._cannot("read inventory")
+
+    async def upsert_product(
+        self, product: Product, external_id: str | None, variant_ids: Mapping[str, str]
+    ) -> ProductWriteOutcome:
+        """Create the product, or update the one with ``external_id`` (variants by SKU)."""
+        raise self._cannot("write products")
+
+    async def find_product(self, handle: str) -> ProductWriteOutcome | None:
+        """The product with this handle, if the platform has one (to verify a lost write)."""
+        raise self._cannot("look products up")
+
+    async def create_fulfillment(self, order_external_id: str, shipment: Shipment) -> str:
+        """Fulfil an order's open items with the shipment's tracking; returns the new id."""
+        raise self._cannot("create fulfillments")
+
+    async def find_fulfillment(self, order_external_id: str, tracking_number: str) -> str | None:
+        """The order's fulfillment carrying this tracking number, if any."""
+        raise self._cannot("look fulfillments up")
+
+    async def write_orders(self, batch_key: str, orders: Sequence[Mapping[str, Any]]) -> str:
+        """Deliver a batch of orders (e.g. as a file); returns where they went."""
+        raise self._cannot("export orders")
+
+    def find_export(self, batch_key: str) -> str | None:
+        """Where a batch of orders was already delivered, if it was."""
+        raise self._cannot("export orders")
 
 
 AuthFactory = Callable[[Mapping[str, str]], httpx.Auth]

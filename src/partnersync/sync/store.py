@@ -26,9 +26,13 @@ from partnersync.errors import ConfigError, StoreError
 from partnersync.sync.binder import Binder
 from partnersync.sync.tables import (
     AccountRow,
+    BaselineRow,
+    BindingRow,
+    ConflictRow,
     CursorRow,
     DeadLetterRow,
     LinkRow,
+    OutboxRow,
     RecordRow,
     RunRow,
 )
@@ -42,6 +46,10 @@ _links = LinkRow.__table__  # type: ignore[attr-defined]
 _cursors = CursorRow.__table__  # type: ignore[attr-defined]
 _runs = RunRow.__table__  # type: ignore[attr-defined]
 _dead = DeadLetterRow.__table__  # type: ignore[attr-defined]
+_bindings = BindingRow.__table__  # type: ignore[attr-defined]
+_outbox = OutboxRow.__table__  # type: ignore[attr-defined]
+_baselines = BaselineRow.__table__  # type: ignore[attr-defined]
+_conflicts = ConflictRow.__table__  # type: ignore[attr-defined]
 
 
 def _dead_letter_aad(account: str, entity: str, external_id: str | None) -> str:
@@ -74,6 +82,31 @@ class DeadLetter:
     error_class: str
     payload: bytes
     source_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class HubRecord:
+    """One account's copy of a record as the hub holds it."""
+
+    account: str
+    external_id: str
+    canonical_key: str
+    data: Any
+    source_ref: str | None
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """An outbox row as read back."""
+
+    id: int
+    canonical_key: str
+    idempotency_key: str
+    status: str
+    payload: Any
+    batch_key: str | None
+    attempts: int
+    source_ref: str | None
 
 
 @dataclass(frozen=True)
@@ -543,3 +576,405 @@ class HubStore:
                 row.payload, _dead_letter_aad(row.account, row.entity, row.external_id)
             )
         )
+
+    # -- push: hub copies, bindings, baselines, outbox, conflicts ---------------------------
+    def records_of(self, account: str, entity: str) -> list[HubRecord]:
+        """Every record ``account`` contributed for ``entity``, decrypted."""
+        query = (
+            select(
+                _links.c.external_id,
+                _records.c.canonical_key,
+                _records.c.data,
+                _records.c.source_ref,
+            )
+            .join(
+                _records,
+                (_records.c.entity == _links.c.entity)
+                & (_records.c.canonical_key == _links.c.canonical_key),
+            )
+            .where(_links.c.account == account, _links.c.entity == entity)
+            .order_by(_links.c.id)
+        )
+        with self.transaction() as connection:
+            rows = connection.execute(query).all()
+        return [
+            HubRecord(
+                account,
+                row.external_id,
+                row.canonical_key,
+                self._unseal(entity, row.canonical_key, row.data),
+                row.source_ref,
+            )
+            for row in rows
+        ]
+
+    def patch_record(self, account: str, entity: str, external_id: str, data: Any) -> None:
+        """Replace an account's copy after a write we know the platform applied."""
+        raw = orjson.dumps(data)
+        with self.transaction() as connection:
+            key = (
+                Binder(connection, "").to_internal(account, entity, [external_id]).get(external_id)
+            )
+            if key is None:
+                return
+            connection.execute(
+                update(_records)
+                .where(_records.c.entity == entity, _records.c.canonical_key == key)
+                .values(
+                    data=self._seal(entity, key, raw),
+                    content_hash=content_hash(raw),
+                    updated_at=utcnow_iso(),
+                )
+            )
+
+    def get_binding(self, target: str, entity: str, canonical_key: str) -> str | None:
+        """The target's id for a hub record we pushed (or adopted)."""
+        with self.transaction() as connection:
+            value: str | None = connection.execute(
+                select(_bindings.c.external_id).where(
+                    _bindings.c.target_account == target,
+                    _bindings.c.entity == entity,
+                    _bindings.c.canonical_key == canonical_key,
+                )
+            ).scalar_one_or_none()
+        return value
+
+    def bind(self, target: str, entity: str, canonical_key: str, external_id: str) -> None:
+        """Point a hub record at the target's record (replacing an older binding of either)."""
+        with self.transaction() as connection:
+            connection.execute(
+                _bindings.delete().where(
+                    _bindings.c.target_account == target,
+                    _bindings.c.entity == entity,
+                    (_bindings.c.canonical_key == canonical_key)
+                    | (_bindings.c.external_id == external_id),
+                )
+            )
+            connection.execute(
+                _bindings.insert(),
+                [
+                    {
+                        "target_account": target,
+                        "entity": entity,
+                        "canonical_key": canonical_key,
+                        "external_id": external_id,
+                        "created_at": utcnow_iso(),
+                    }
+                ],
+            )
+
+    def get_baseline(self, target: str, entity: str, canonical_key: str) -> dict[str, Any] | None:
+        """Field values last agreed with the target."""
+        with self.transaction() as connection:
+            raw = connection.execute(
+                select(_baselines.c.data).where(
+                    _baselines.c.target_account == target,
+                    _baselines.c.entity == entity,
+                    _baselines.c.canonical_key == canonical_key,
+                )
+            ).scalar_one_or_none()
+        return None if raw is None else dict(orjson.loads(raw))
+
+    def set_baseline(
+        self, target: str, entity: str, canonical_key: str, data: dict[str, Any]
+    ) -> None:
+        """Remember the values the target now has."""
+        with self.transaction() as connection:
+            connection.execute(
+                _baselines.delete().where(
+                    _baselines.c.target_account == target,
+                    _baselines.c.entity == entity,
+                    _baselines.c.canonical_key == canonical_key,
+                )
+            )
+            connection.execute(
+                _baselines.insert(),
+                [
+                    {
+                        "target_account": target,
+                        "entity": entity,
+                        "canonical_key": canonical_key,
+                        "data": orjson.dumps(data, default=str).decode(),
+                        "updated_at": utcnow_iso(),
+                    }
+                ],
+            )
+
+    def enqueue(
+        self,
+        *,
+        run_id: int,
+        target: str,
+        entity: str,
+        writes: Sequence[tuple[str, str, str, str, Any, str | None]],
+    ) -> list[OutboxEntry]:
+        """Add (key, operation, idempotency key, content hash, payload, source ref) rows.
+
+        A row whose idempotency key already exists is not added again; every row is returned
+        as stored, so the caller sees what is already done.
+        """
+        now = utcnow_iso()
+        keys = [w[2] for w in writes]
+        with self.transaction() as connection:
+            known = {
+                row.idempotency_key
+                for row in connection.execute(
+                    select(_outbox.c.idempotency_key).where(_outbox.c.idempotency_key.in_(keys))
+                )
+            }
+            fresh = [
+                {
+                    "run_id": run_id,
+                    "target_account": target,
+                    "entity": entity,
+                    "canonical_key": key,
+                    "operation": operation,
+                    "idempotency_key": idem,
+                    "content_hash": digest,
+                    "payload": self._seal_outbox(entity, idem, payload),
+                    "status": "pending",
+                    "attempts": 0,
+                    "source_ref": source_ref,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for key, operation, idem, digest, payload, source_ref in writes
+                if idem not in known
+            ]
+            if fresh:
+                connection.execute(_outbox.insert(), fresh)
+            rows = connection.execute(
+                select(_outbox).where(_outbox.c.idempotency_key.in_(keys))
+            ).all()
+        by_key = {row.idempotency_key: row for row in rows}
+        return [self._entry(entity, by_key[k]) for k in dict.fromkeys(keys)]
+
+    def _seal_outbox(self, entity: str, idempotency_key: str, payload: Any) -> str:
+        text = orjson.dumps(payload, default=str).decode()
+        if entity in PII_ENTITIES:
+            return self.vault.encrypt(text, f"outbox:{idempotency_key}")
+        return text
+
+    def _entry(self, entity: str, row: Any) -> OutboxEntry:
+        text = row.payload
+        if entity in PII_ENTITIES:
+            text = self.vault.decrypt(text, f"outbox:{row.idempotency_key}")
+        return OutboxEntry(
+            row.id,
+            row.canonical_key,
+            row.idempotency_key,
+            row.status,
+            orjson.loads(text),
+            row.batch_key,
+            row.attempts,
+            row.source_ref,
+        )
+
+    def open_outbox(self, target: str, entity: str) -> list[OutboxEntry]:
+        """Rows not finished yet (pending, or sent with no answer), oldest first."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(_outbox)
+                .where(
+                    _outbox.c.target_account == target,
+                    _outbox.c.entity == entity,
+                    _outbox.c.status.in_(["pending", "sending"]),
+                )
+                .order_by(_outbox.c.id)
+            ).all()
+        return [self._entry(entity, row) for row in rows]
+
+    def done_outbox_keys(self, target: str, entity: str) -> set[str]:
+        """Canonical keys already delivered to ``target``."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(_outbox.c.canonical_key).where(
+                    _outbox.c.target_account == target,
+                    _outbox.c.entity == entity,
+                    _outbox.c.status == "done",
+                )
+            )
+            return {row.canonical_key for row in rows}
+
+    def mark_outbox(
+        self,
+        ids: Sequence[int],
+        status: str,
+        *,
+        batch_key: str | None = None,
+        result: str | None = None,
+        error: str | None = None,
+        attempt: bool = False,
+    ) -> None:
+        """Move rows to ``status`` (``sending`` is written before the request goes out)."""
+        if not ids:
+            return
+        values: dict[str, Any] = {"status": status, "updated_at": utcnow_iso()}
+        if batch_key is not None:
+            values["batch_key"] = batch_key
+        if result is not None:
+            values["result"] = result
+        if error is not None:
+            values["error"] = error[:2000]
+        if attempt:
+            values["attempts"] = _outbox.c.attempts + 1
+        with self.transaction() as connection:
+            connection.execute(update(_outbox).where(_outbox.c.id.in_(list(ids))).values(**values))
+
+    def reopen_outbox(self, outbox_id: int) -> tuple[str, str]:
+        """Set a dead row back to pending (for ``dlq replay``); returns (target, entity)."""
+        with self.transaction() as connection:
+            row = connection.execute(select(_outbox).where(_outbox.c.id == outbox_id)).first()
+            if row is None:
+                raise StoreError(f"no outbox row {outbox_id}")
+            connection.execute(
+                update(_outbox)
+                .where(_outbox.c.id == outbox_id)
+                .values(status="pending", error=None, updated_at=utcnow_iso())
+            )
+        return row.target_account, row.entity
+
+    def add_push_dead_letter(
+        self,
+        *,
+        run_id: int,
+        target: str,
+        entity: str,
+        entry: OutboxEntry,
+        reason: str,
+        error_class: str,
+        operation: str,
+    ) -> None:
+        """A write the platform keeps refusing, with its message."""
+        payload = orjson.dumps(entry.payload, default=str)
+        with self.transaction() as connection:
+            connection.execute(
+                _dead.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "account": target,
+                        "entity": entity,
+                        "external_id": entry.canonical_key,
+                        "field": operation,
+                        "reason": reason,
+                        "error_class": error_class,
+                        "page": 0,
+                        "payload": self.vault.encrypt(
+                            payload.decode(), _dead_letter_aad(target, entity, entry.canonical_key)
+                        ),
+                        "payload_hash": content_hash(payload),
+                        "created_at": utcnow_iso(),
+                        "source_ref": entry.source_ref,
+                        "direction": "push",
+                        "outbox_id": entry.id,
+                    }
+                ],
+            )
+
+    def add_problem(
+        self,
+        *,
+        run_id: int,
+        target: str,
+        entity: str,
+        key: str,
+        reason: str,
+        payload: Any,
+        source_ref: str | None,
+    ) -> None:
+        """A record the push cannot place (e.g. an unknown SKU), as an open dead letter."""
+        raw = orjson.dumps(payload, default=str)
+        letter = DeadLetter(key, "target", reason, "PushProblem", raw, source_ref)
+        with self.transaction() as connection:
+            fresh = self._new_dead_letters(connection, target, entity, [letter])
+            if fresh:
+                connection.execute(
+                    _dead.insert(),
+                    [
+                        {
+                            "run_id": run_id,
+                            "account": target,
+                            "entity": entity,
+                            "external_id": key,
+                            "field": "target",
+                            "reason": reason,
+                            "error_class": "PushProblem",
+                            "page": 0,
+                            "payload": self.vault.encrypt(
+                                raw.decode(), _dead_letter_aad(target, entity, key)
+                            ),
+                            "payload_hash": content_hash(raw),
+                            "created_at": utcnow_iso(),
+                            "source_ref": source_ref,
+                            "direction": "push",
+                        }
+                    ],
+                )
+
+    def resolve_dead_letter(self, letter_id: int) -> None:
+        """Mark a dead letter handled."""
+        with self.transaction() as connection:
+            connection.execute(
+                update(_dead).where(_dead.c.id == letter_id).values(resolved_at=utcnow_iso())
+            )
+
+    def get_dead_letter(self, letter_id: int) -> dict[str, Any]:
+        """One dead letter (without its payload)."""
+        with self.transaction() as connection:
+            row = connection.execute(select(_dead).where(_dead.c.id == letter_id)).first()
+        if row is None:
+            raise StoreError(f"no dead letter {letter_id}")
+        letter = dict(row._mapping)
+        letter.pop("payload")
+        return letter
+
+    def record_conflicts(
+        self, run_id: int, target: str, entity: str, conflicts: Sequence[Any]
+    ) -> None:
+        """Store conflict notes (key, field, hub, platform, baseline, policy, winner)."""
+        if not conflicts:
+            return
+        with self.transaction() as connection:
+            connection.execute(
+                _conflicts.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "target_account": target,
+                        "entity": entity,
+                        "canonical_key": c.key,
+                        "field": c.field,
+                        "hub_value": _text(c.hub),
+                        "platform_value": _text(c.platform),
+                        "baseline_value": _text(c.baseline),
+                        "policy": c.policy,
+                        "winner": c.winner,
+                        "created_at": utcnow_iso(),
+                    }
+                    for c in conflicts
+                ],
+            )
+
+    def list_conflicts(self, run_id: int) -> list[dict[str, Any]]:
+        """A run's conflicts."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(_conflicts).where(_conflicts.c.run_id == run_id).order_by(_conflicts.c.id)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def add_run_counts(self, run_id: int, **deltas: int) -> None:
+        """Add to a run's counters."""
+        if not deltas:
+            return
+        with self.transaction() as connection:
+            connection.execute(
+                update(_runs)
+                .where(_runs.c.id == run_id)
+                .values(**{name: getattr(_runs.c, name) + value for name, value in deltas.items()})
+            )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, default=str).decode()

@@ -174,17 +174,18 @@ class FileConnector(Connector):
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         return f"orders-{stamp}-{batch_key[:16]}.{self.export_format}"
 
-    def find_export(self, batch_key: str) -> Path | None:
+    def find_export(self, batch_key: str) -> str | None:
         """The already-written file of a batch, if any."""
         folder = self.root / EXPORT_DIR
         if not folder.is_dir():
             return None
         matches = sorted(folder.glob(f"orders-*-{batch_key[:16]}.*"))
-        return matches[0] if matches else None
+        return str(matches[0]) if matches else None
 
-    async def write_orders(self, batch_key: str, orders: Sequence[Mapping[str, Any]]) -> Path:
+    async def write_orders(self, batch_key: str, orders: Sequence[Mapping[str, Any]]) -> str:
         """Write one export file atomically; returns its path."""
-        return await anyio.to_thread.run_sync(self._write_orders, batch_key, orders)
+        path = await anyio.to_thread.run_sync(self._write_orders, batch_key, orders)
+        return str(path)
 
     def _write_orders(self, batch_key: str, orders: Sequence[Mapping[str, Any]]) -> Path:
         folder = self.root / EXPORT_DIR

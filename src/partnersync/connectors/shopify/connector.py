@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,10 @@ from partnersync.connectors.base import (
     Capabilities,
     Connector,
     EntityCapability,
+    InventoryWrite,
+    InventoryWriteOutcome,
     Page,
+    ProductWriteOutcome,
 )
 from partnersync.connectors.http.client import HttpClient, RetryPolicy
 from partnersync.connectors.http.pagination import GraphQLCursorPaginator, RequestSpec, paginate
@@ -42,13 +45,16 @@ from partnersync.connectors.shopify.cost import (
     largest_page,
     requested_cost,
 )
+from partnersync.connectors.shopify.mappers import product_set_input
 from partnersync.errors import (
     BadRequestError,
     BadResponseError,
+    NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
 )
 from partnersync.mapping.convert import to_utc
+from partnersync.mapping.model import Product, Shipment
 
 DEFAULT_API_VERSION = "2026-10"
 
@@ -99,9 +105,10 @@ class ShopifyConnector(Connector):
 
     platform = "shopify"
     capabilities = Capabilities.of(
-        EntityCapability("products", sorted_by_cursor=True),
-        EntityCapability("inventory", sorted_by_cursor=False),
+        EntityCapability("products", sorted_by_cursor=True, push=frozenset({"create", "update"})),
+        EntityCapability("inventory", sorted_by_cursor=False, push=frozenset({"update"})),
         EntityCapability("orders", sorted_by_cursor=True),
+        EntityCapability("fulfillments", pull=False, incremental=False, push=frozenset({"create"})),
     )
 
     def __init__(
@@ -256,6 +263,163 @@ class ShopifyConnector(Connector):
             if entity == "inventory":
                 page.records = _flatten_levels(page.records)
             yield page
+
+    # -- writes ------------------------------------------------------------------------------
+    async def _mutate(
+        self, document: str, variables: Mapping[str, Any], *, idempotent: bool
+    ) -> dict[str, Any]:
+        """One mutation; only mutations carrying an idempotency key are retried blindly."""
+        _, body = await self.http.request_json(
+            "POST",
+            self.endpoint,
+            json={"query": document, "variables": variables},
+            cost=requested_cost(document, variables),
+            check=self._check,
+            idempotent=idempotent,
+        )
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def set_inventory(
+        self, writes: Sequence[InventoryWrite], idempotency_key: str
+    ) -> InventoryWriteOutcome:
+        """``inventorySetQuantities`` with ``changeFromQuantity`` and ``@idempotent(key:)``."""
+        variables = {
+            "key": idempotency_key,
+            "input": {
+                "name": "available",
+                "reason": "correction",
+                "referenceDocumentUri": f"gid://partnersync/InventorySync/{idempotency_key}",
+                "quantities": [
+                    {
+                        "inventoryItemId": w.inventory_item_id,
+                        "locationId": w.location_id,
+                        "quantity": w.quantity,
+                        "changeFromQuantity": w.change_from,
+                    }
+                    for w in writes
+                ],
+            },
+        }
+        data = await self._mutate(queries.SET_INVENTORY, variables, idempotent=True)
+        payload = data.get("inventorySetQuantities") or {}
+        errors = payload.get("userErrors") or []
+        if not errors:
+            return InventoryWriteOutcome(applied=True)
+        stale = tuple(
+            int(err["field"][2])
+            for err in errors
+            if err.get("code") == "CHANGE_FROM_QUANTITY_STALE" and len(err.get("field") or []) > 2
+        )
+        others = tuple(
+            f"{err.get('code')}: {err.get('message')}"
+            for err in errors
+            if err.get("code") != "CHANGE_FROM_QUANTITY_STALE"
+        )
+        return InventoryWriteOutcome(applied=False, stale=stale, errors=others)
+
+    async def read_inventory(self, inventory_item_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Each item's levels, fresh, flattened like a pull."""
+        levels: list[dict[str, Any]] = []
+        for item_id in inventory_item_ids:
+            size = largest_page(queries.INVENTORY_ITEM_LEVELS, {"id": item_id})
+            data = await self.graphql(
+                queries.INVENTORY_ITEM_LEVELS, {"id": item_id, "first": size, "after": None}
+            )
+            node = (data or {}).get("node")
+            if not isinstance(node, dict):
+                continue
+            header = {"id": item_id, "sku": None, "updatedAt": None}
+            for level in (node.get("inventoryLevels") or {}).get("nodes") or []:
+                levels.append({**level, "item": header})
+        return levels
+
+    @staticmethod
+    def _product_outcome(product: Any) -> ProductWriteOutcome | None:
+        if not isinstance(product, dict) or not product.get("id"):
+            return None
+        variants = (product.get("variants") or {}).get("nodes") or []
+        return ProductWriteOutcome(
+            external_id=str(product["id"]),
+            variant_ids={v["sku"]: v["id"] for v in variants if v.get("sku")},
+        )
+
+    async def upsert_product(
+        self, product: Product, external_id: str | None, variant_ids: Mapping[str, str]
+    ) -> ProductWriteOutcome:
+        """``productSet`` by id, or by handle for a new product (an upsert: a repeat is safe)."""
+        identifier = {"id": external_id} if external_id else {"handle": product.handle}
+        variables = {"input": product_set_input(product, variant_ids), "identifier": identifier}
+        data = await self._mutate(queries.PRODUCT_SET, variables, idempotent=False)
+        payload = data.get("productSet") or {}
+        errors = payload.get("userErrors") or []
+        if errors:
+            raise BadRequestError(
+                "productSet refused: " + "; ".join(str(e.get("message")) for e in errors)
+            )
+        outcome = self._product_outcome(payload.get("product"))
+        if outcome is None:
+            raise BadResponseError("productSet returned no product")
+        return outcome
+
+    async def find_product(self, handle: str) -> ProductWriteOutcome | None:
+        """``productByIdentifier(handle:)``."""
+        data = await self.graphql(queries.PRODUCT_BY_HANDLE, {"handle": handle})
+        return self._product_outcome((data or {}).get("productByIdentifier"))
+
+    async def _fulfillment_state(self, order_external_id: str) -> dict[str, Any]:
+        data = await self.graphql(queries.ORDER_FULFILLMENT_STATE, {"id": order_external_id})
+        order = (data or {}).get("order")
+        if not isinstance(order, dict):
+            raise NotFoundError(f"order {order_external_id} not found")
+        return order
+
+    async def find_fulfillment(self, order_external_id: str, tracking_number: str) -> str | None:
+        """The order's fulfillment whose tracking numbers include ``tracking_number``."""
+        order = await self._fulfillment_state(order_external_id)
+        for fulfillment in order.get("fulfillments") or []:
+            numbers = {t.get("number") for t in fulfillment.get("trackingInfo") or []}
+            if tracking_number in numbers:
+                return str(fulfillment["id"])
+        return None
+
+    async def create_fulfillment(self, order_external_id: str, shipment: Shipment) -> str:
+        """``fulfillmentCreate`` over the order's open fulfillment orders, with tracking."""
+        order = await self._fulfillment_state(order_external_id)
+        groups = [
+            {
+                "fulfillmentOrderId": fo["id"],
+                "fulfillmentOrderLineItems": [
+                    {"id": line["id"], "quantity": line["remainingQuantity"]}
+                    for line in (fo.get("lineItems") or {}).get("nodes") or []
+                    if line.get("remainingQuantity")
+                ],
+            }
+            for fo in (order.get("fulfillmentOrders") or {}).get("nodes") or []
+            if fo.get("status") in ("OPEN", "IN_PROGRESS")
+        ]
+        if not groups:
+            raise BadRequestError(f"order {order_external_id} has nothing left to fulfil")
+        tracking = {
+            "company": shipment.carrier,
+            "number": shipment.tracking_number,
+            "url": shipment.tracking_url,
+        }
+        variables = {
+            "fulfillment": {
+                "lineItemsByFulfillmentOrder": groups,
+                "trackingInfo": tracking,
+                "notifyCustomer": False,
+            }
+        }
+        data = await self._mutate(queries.FULFILLMENT_CREATE, variables, idempotent=False)
+        payload = data.get("fulfillmentCreate") or {}
+        errors = payload.get("userErrors") or []
+        if errors:
+            raise BadRequestError(
+                "fulfillmentCreate refused: " + "; ".join(str(e.get("message")) for e in errors)
+            )
+        return str((payload.get("fulfillment") or {}).get("id"))
 
     def page_size(self, document: str, variables: Mapping[str, Any]) -> int:
         """Largest page keeping the requested cost under the configured maximum."""

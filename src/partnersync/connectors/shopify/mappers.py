@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from partnersync.mapping.convert import to_decimal, to_int, to_optional_utc, to_utc, upper_to_lower
@@ -284,6 +285,42 @@ class ShopifyOrderImportMapper(Mapper[Order]):
                 )
             )
         return {"fulfillments": result}
+
+
+def product_set_input(product: Product, variant_ids: Mapping[str, str]) -> dict[str, Any]:
+    """Canonical product → ``ProductSetInput`` (export); existing variants keep their ids."""
+    options = [
+        {"name": option.name, "values": [{"name": value} for value in option.values]}
+        for option in product.options
+    ] or [{"name": "Title", "values": [{"name": "Default Title"}]}]
+    variants = []
+    for variant in product.variants:
+        option_values = [
+            {"optionName": name, "name": value} for name, value in variant.options.items()
+        ] or [{"optionName": "Title", "name": "Default Title"}]
+        entry: dict[str, Any] = {
+            "sku": variant.sku,
+            "price": str(variant.price.amount),
+            "compareAtPrice": str(variant.compare_at_price.amount)
+            if variant.compare_at_price
+            else None,
+            "barcode": variant.barcode,
+            "optionValues": option_values,
+        }
+        if variant.sku and variant.sku in variant_ids:
+            entry["id"] = variant_ids[variant.sku]
+        variants.append(entry)
+    return {
+        "title": product.title,
+        "handle": product.handle,
+        "status": product.status.value.upper(),
+        "vendor": product.vendor,
+        "productType": product.product_type,
+        "descriptionHtml": product.description_html,
+        "tags": list(product.tags),
+        "productOptions": options,
+        "variants": variants,
+    }
 
 
 IMPORT_MAPPERS: dict[str, type[Mapper[Any]]] = {

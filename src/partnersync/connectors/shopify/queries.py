@@ -141,6 +141,53 @@ query OrderLineItems($id: ID!, $first: Int!, $after: String) {{
 }}
 """
 
+SET_INVENTORY = """
+mutation SetInventory($input: InventorySetQuantitiesInput!, $key: String!) {
+  inventorySetQuantities(input: $input) @idempotent(key: $key) {
+    inventoryAdjustmentGroup { id changes { name delta quantityAfterChange } }
+    userErrors { field code message }
+  }
+}
+"""
+
+_PRODUCT_IDS = "id handle variants(first: 250) { nodes { id sku inventoryItem { id } } }"
+
+PRODUCT_SET = f"""
+mutation ProductSet($input: ProductSetInput!, $identifier: ProductSetIdentifiers) {{
+  productSet(input: $input, identifier: $identifier, synchronous: true) {{
+    product {{ {_PRODUCT_IDS} }}
+    userErrors {{ field code message }}
+  }}
+}}
+"""
+
+PRODUCT_BY_HANDLE = f"""
+query ProductByHandle($handle: String!) {{
+  productByIdentifier(identifier: {{handle: $handle}}) {{ {_PRODUCT_IDS} }}
+}}
+"""
+
+ORDER_FULFILLMENT_STATE = """
+query OrderFulfillmentState($id: ID!) {
+  order(id: $id) {
+    id
+    fulfillmentOrders(first: 5) {
+      nodes { id status lineItems(first: 100) { nodes { id remainingQuantity } } }
+    }
+    fulfillments(first: 20) { id trackingInfo { number } }
+  }
+}
+"""
+
+FULFILLMENT_CREATE = """
+mutation FulfillmentCreate($fulfillment: FulfillmentInput!) {
+  fulfillmentCreate(fulfillment: $fulfillment) {
+    fulfillment { id status trackingInfo { company number url } }
+    userErrors { field message }
+  }
+}
+"""
+
 ALL_DOCUMENTS = {
     "Shop": SHOP,
     "Products": PRODUCTS,
@@ -149,5 +196,10 @@ ALL_DOCUMENTS = {
     "InventoryItemLevels": INVENTORY_ITEM_LEVELS,
     "Orders": ORDERS,
     "OrderLineItems": ORDER_LINE_ITEMS,
+    "SetInventory": SET_INVENTORY,
+    "ProductSet": PRODUCT_SET,
+    "ProductByHandle": PRODUCT_BY_HANDLE,
+    "OrderFulfillmentState": ORDER_FULFILLMENT_STATE,
+    "FulfillmentCreate": FULFILLMENT_CREATE,
 }
 """Every document the connector may send, by operation name."""
