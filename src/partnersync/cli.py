@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +28,7 @@ from partnersync.logs import configure_logging
 from partnersync.mapping.convert import to_utc
 from partnersync.service import Partnersync
 from partnersync.sync.engine import PullProgress, RunSummary
+from partnersync.sync.push import MassChangeError, PushPlan, PushSummary
 
 app = typer.Typer(
     name="partnersync",
@@ -316,6 +318,175 @@ def sync_pull(
         raise typer.Exit(1)
 
 
+def plan_table(plan: PushPlan) -> Table:
+    """The exact writes a push would make: record, field, platform value → new value."""
+    table = Table(title=f"{plan.entity} → {plan.target}: {len(plan.writes)} writes planned")
+    for column in ("record", "field", "platform value", "new value"):
+        table.add_column(column, overflow="fold")
+    for write in plan.writes:
+        for number, change in enumerate(write.changes):
+            table.add_row(
+                write.label if number == 0 else "",
+                change.field,
+                "—" if change.current is None else str(change.current),
+                str(change.new),
+            )
+    return table
+
+
+def plan_dict(plan: PushPlan) -> dict[str, Any]:
+    """A plan for JSON output."""
+    return {
+        "target": plan.target,
+        "entity": plan.entity,
+        "writes": [
+            {
+                "record": w.label,
+                "operation": w.operation,
+                "source": w.source_ref,
+                "changes": [
+                    {"field": c.field, "current": c.current, "new": c.new} for c in w.changes
+                ],
+            }
+            for w in plan.writes
+        ],
+        "unchanged": plan.unchanged,
+        "problems": [
+            {"record": p.key, "reason": p.reason, "source": p.source_ref} for p in plan.problems
+        ],
+        "conflicts": [vars(c) for c in plan.conflicts],
+    }
+
+
+def print_push(summary: PushSummary, dry_run: bool) -> None:
+    """Plan (for a dry run) or outcome of a push, with problems and conflicts."""
+    plan = summary.plan
+    if dry_run:
+        console.print(plan_table(plan))
+        console.print(f"dry run: nothing was written; {plan.unchanged} already equal")
+    else:
+        colour = {"succeeded": "green", "partial": "yellow", "failed": "red"}.get(
+            summary.status, "white"
+        )
+        console.print(
+            f"push run {summary.run_id} {summary.target}/{summary.entity}: "
+            f"[{colour}]{summary.status}[/] "
+            f"— {summary.created} created, {summary.updated} updated, {plan.unchanged} unchanged, "
+            f"{len(plan.problems)} not placed, {summary.dead_lettered} dead-lettered, "
+            f"{len(plan.conflicts)} conflicts, {summary.requests} requests"
+        )
+    for problem in plan.problems:
+        console.print(
+            f"[yellow]not placed[/] {problem.key} ({problem.source_ref or '?'}): {problem.reason}"
+        )
+    for c in plan.conflicts:
+        console.print(
+            f"[magenta]conflict[/] {c.key} {c.field}: hub {c.hub!r} vs platform {c.platform!r} "
+            f"(was {c.baseline!r}) → {c.winner} wins by policy {c.policy!r}"
+        )
+    if summary.error:
+        errors.print(f"[red]push failed:[/] {summary.error}", highlight=False)
+
+
+@sync_app.command("push")
+def sync_push(
+    account: str,
+    entity: Annotated[str, typer.Argument(help="inventory, products, fulfillments or orders")],
+    source: Annotated[
+        list[str] | None, typer.Option("--from", help="Source account(s); default: from the job.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the writes; make none.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Let a mass change through.")] = False,
+    buffer: Annotated[
+        int | None, typer.Option(help="Units held back per SKU and location.")
+    ] = None,
+    allocation: Annotated[
+        float | None, typer.Option(help="Share of stock offered to this channel (0-1].")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Push the hub's state of ENTITY to ACCOUNT (exactly once; --dry-run shows the diff)."""
+    service = open_service()
+    options = service.push_options(
+        account,
+        entity,
+        sources=source or (),
+        dry_run=dry_run,
+        force=force,
+        buffer=buffer,
+        allocation=Decimal(str(allocation)) if allocation is not None else None,
+    )
+    try:
+        summary = anyio.run(lambda: service.push(account, entity, options))
+    except MassChangeError as exc:
+        if as_json:
+            emit_json({"refused": str(exc), "plan": plan_dict(exc.plan)})
+        else:
+            console.print(plan_table(exc.plan))
+        raise
+    if as_json:
+        emit_json(
+            {
+                "run_id": summary.run_id,
+                "status": summary.status,
+                "created": summary.created,
+                "updated": summary.updated,
+                "dead_lettered": summary.dead_lettered,
+                "requests": summary.requests,
+                "error": summary.error,
+                "dry_run": dry_run,
+                "plan": plan_dict(summary.plan),
+            }
+        )
+    else:
+        print_push(summary, dry_run)
+    if summary.status == "failed":
+        raise typer.Exit(1)
+
+
+@sync_app.command("run")
+def sync_run(
+    job: str,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Pull, then plan pushes; write none.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Let a mass change through.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a job from the project file: pull its sources, refresh its targets, push."""
+    service = open_service()
+    results = anyio.run(lambda: service.run_job(job, dry_run=dry_run, force=force))
+    pulls = [r for r in results if isinstance(r, RunSummary)]
+    pushes = [r for r in results if isinstance(r, PushSummary)]
+    if as_json:
+        emit_json(
+            {
+                "pulls": [summary_dict(s) for s in pulls],
+                "pushes": [
+                    {
+                        "run_id": p.run_id,
+                        "target": p.target,
+                        "status": p.status,
+                        "created": p.created,
+                        "updated": p.updated,
+                        "dead_lettered": p.dead_lettered,
+                        "plan": plan_dict(p.plan),
+                    }
+                    for p in pushes
+                ],
+            }
+        )
+    else:
+        if pulls:
+            console.print(
+                summary_table([(f"run {s.run_id}", s) for s in pulls], f"job {job}: pulls")
+            )
+        for push in pushes:
+            print_push(push, dry_run)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
 # -- runs, records, dead letters ------------------------------------------------------------
 @runs_app.command("list")
 def runs_list(
@@ -363,16 +534,23 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: int, as_json: JsonOption = False) -> None:
     """One run in full."""
-    run = open_service().store.get_run(run_id)
+    service = open_service()
+    run = service.store.get_run(run_id)
     if run is None:
         raise PartnersyncError(f"no run {run_id}")
+    conflicts = service.store.list_conflicts(run_id)
     if as_json:
-        emit_json(run)
+        emit_json({**run, "conflicts": conflicts})
         return
     table = Table("field", "value", show_header=False)
     for key, value in run.items():
         table.add_row(key, "" if value is None else str(value))
     console.print(table)
+    for c in conflicts:
+        console.print(
+            f"conflict {c['canonical_key']} {c['field']}: hub {c['hub_value']} vs platform "
+            f"{c['platform_value']} (was {c['baseline_value']}) → {c['winner']} ({c['policy']})"
+        )
 
 
 @records_app.command("show")
@@ -398,18 +576,36 @@ def dlq_list(
     if as_json:
         emit_json(letters)
         return
-    table = Table("id", "run", "account", "entity", "record", "field", "reason")
+    table = Table("id", "run", "dir", "account", "entity", "record", "source", "field", "reason")
     for d in letters:
         table.add_row(
             str(d["id"]),
             str(d["run_id"]),
+            d["direction"],
             d["account"],
             d["entity"],
             d["external_id"] or "?",
+            d["source_ref"] or "",
             d["field"],
             d["reason"],
         )
     console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="Dead-letter ids (see dlq list).")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Every open dead letter.")] = False,
+) -> None:
+    """Retry dead letters: re-map pulled records (after a mapping fix), re-send failed writes."""
+    service = open_service()
+    chosen = list(ids or [])
+    if replay_all:
+        chosen = [d["id"] for d in service.store.list_dead_letters(limit=10_000)]
+    if not chosen:
+        raise PartnersyncError("name dead-letter ids, or pass --all")
+    for letter_id, outcome in anyio.run(service.replay, chosen):
+        console.print(f"{letter_id:>6} {outcome}" if letter_id else outcome)
 
 
 # -- sandbox and demo -----------------------------------------------------------------------

@@ -4,8 +4,9 @@ registry, connectors and the engine together. No business rules live in ``cli.py
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -15,10 +16,12 @@ from partnersync.clock import Clock, SystemClock
 from partnersync.config import Project, validate_base_url, validate_directory
 from partnersync.connectors.base import AccountInfo, Connector, ConnectorSpec
 from partnersync.connectors.registry import ConnectorRegistry
-from partnersync.errors import ConfigError
+from partnersync.errors import ConfigError, MappingError
 from partnersync.logs import RedactingFilter
+from partnersync.mapping.mapper import MapContext
 from partnersync.sync.engine import PullEngine, PullOptions, PullProgress, RunSummary
-from partnersync.sync.store import HubStore
+from partnersync.sync.push import TARGET_STATE, PushEngine, PushOptions, PushSummary
+from partnersync.sync.store import HubStore, MappedRecord, content_hash
 
 log = logging.getLogger("partnersync")
 
@@ -157,3 +160,153 @@ class Partnersync:
             "run %s %s/%s %s: %s", summary.run_id, name, entity, summary.status, summary.progress
         )
         return summary
+
+    # -- push and jobs ---------------------------------------------------------------------
+    def push_options(
+        self,
+        target: str,
+        entity: str,
+        *,
+        sources: Sequence[str] = (),
+        dry_run: bool = False,
+        force: bool = False,
+        buffer: int | None = None,
+        allocation: Decimal | None = None,
+    ) -> PushOptions:
+        """Options for pushing ``entity`` to ``target``: from the job that does it, then flags."""
+        job = next(
+            (
+                j
+                for j in self.project.config.jobs.values()
+                if j.entity == entity and target in j.targets
+            ),
+            None,
+        )
+        chosen = tuple(sources) or (tuple(job.sources) if job else ())
+        if not chosen:
+            raise ConfigError(
+                f"no source for {entity} to {target}: pass --from ACCOUNT or define a job"
+            )
+        for name in chosen:
+            self.account(name)
+        return PushOptions(
+            sources=chosen,
+            dry_run=dry_run,
+            force=force,
+            buffer=buffer if buffer is not None else (job.buffer if job else 0),
+            allocation=allocation
+            if allocation is not None
+            else (job.allocation_by_target.get(target, job.allocation) if job else Decimal(1)),
+            locations=dict(job.locations) if job else {},
+            max_drastic_share=job.max_drastic_share if job else 0.2,
+            ownership=dict(job.ownership) if job else {},
+            default_owner=job.default_owner if job else "hub",
+        )
+
+    async def push(
+        self,
+        target: str,
+        entity: str,
+        options: PushOptions,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> PushSummary:
+        """Push hub state of ``entity`` to ``target``."""
+        connector, spec = self.connector(target, transport=transport)
+        engine = PushEngine(self.store, clock=self.clock)
+        async with connector:
+            summary = await engine.push(
+                connector, entity, options, target_mapper=spec.mappers.get("inventory")
+            )
+        log.info("push run %s %s/%s %s", summary.run_id, target, entity, summary.status)
+        return summary
+
+    async def run_job(
+        self, name: str, *, dry_run: bool = False, force: bool = False
+    ) -> list[RunSummary | PushSummary]:
+        """Pull the job's sources, refresh its targets, push to each target."""
+        job = self.project.config.jobs.get(name)
+        if job is None:
+            raise ConfigError(f"no job {name!r}; jobs: {sorted(self.project.config.jobs)}")
+        results: list[RunSummary | PushSummary] = []
+        if job.pull_sources:
+            for source in job.sources:
+                results.append(await self.pull(source, job.entity))
+        state = TARGET_STATE[job.entity]
+        for target in job.targets:
+            if job.refresh_targets and state is not None:
+                results.append(await self.pull(target, state))
+            options = self.push_options(target, job.entity, dry_run=dry_run, force=force)
+            results.append(await self.push(target, job.entity, options))
+        return results
+
+    async def replay(self, letter_ids: Sequence[int]) -> list[tuple[int, str]]:
+        """Retry dead letters; returns (id, what happened) for each."""
+        outcomes: list[tuple[int, str]] = []
+        reopened: set[tuple[str, str]] = set()
+        for letter_id in letter_ids:
+            letter = self.store.get_dead_letter(letter_id)
+            if letter["resolved_at"]:
+                outcomes.append((letter_id, "already resolved"))
+            elif letter["direction"] == "push" and letter["outbox_id"]:
+                reopened.add(self.store.reopen_outbox(int(letter["outbox_id"])))
+                self.store.resolve_dead_letter(letter_id)
+                outcomes.append((letter_id, "write queued again"))
+            elif letter["direction"] == "push":
+                self.store.resolve_dead_letter(letter_id)
+                outcomes.append((letter_id, "dismissed: the next push plans it again"))
+            else:
+                outcomes.append((letter_id, await self._replay_pull(letter)))
+        for target, entity in sorted(reopened):
+            connector, _ = self.connector(target)
+            async with connector:
+                summary = await PushEngine(self.store, clock=self.clock).send_open(
+                    connector, entity, PushOptions()
+                )
+            outcomes.append((0, f"{target}/{entity} replay run {summary.run_id}: {summary.status}"))
+        return outcomes
+
+    async def _replay_pull(self, letter: dict[str, Any]) -> str:
+        account, entity = letter["account"], letter["entity"]
+        connector, spec = self.connector(account)
+        async with connector:
+            await connector.prepare()
+            context = MapContext(account, connector.platform, connector.mapping_settings())
+        mapper = spec.mappers[entity](context, self.project.account(account).mapping.get(entity))
+        raw = self.store.dead_letter_payload(int(letter["id"]))
+        try:
+            record = mapper.map(raw)
+        except MappingError as exc:
+            return f"still fails: field {exc.field!r}: {exc.reason}"
+        data = record.model_dump_json().encode()
+        stamp = getattr(record, "updated_at", None)
+        run_id = self.store.start_run(
+            account=account,
+            entity=entity,
+            direction="pull",
+            mode="replay",
+            since=None,
+            cursor_before=None,
+        )
+        self.store.commit_page(
+            run_id=run_id,
+            account=account,
+            entity=entity,
+            page=0,
+            requests=0,
+            records=[
+                MappedRecord(
+                    record.origin.external_id,
+                    data,
+                    content_hash(data),
+                    stamp.isoformat() if stamp else None,
+                    letter["source_ref"],
+                )
+            ],
+            dead_letters=[],
+            out_of_window=0,
+            cursor=None,
+        )
+        self.store.finish_run(run_id, status="succeeded", cursor_after=None)
+        self.store.resolve_dead_letter(int(letter["id"]))
+        return f"mapped and stored (run {run_id})"

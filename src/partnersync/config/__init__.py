@@ -18,6 +18,15 @@ key file, the log file) are resolved against that directory. Example::
     vendor = { default = "Acme" }                  # when Shopify has none
     product_type = { constant = "Apparel" }
     status = { enum_map = { UNLISTED = "active" } }
+
+    [jobs.stock]                                   # partnersync sync run stock
+    entity = "inventory"
+    sources = ["erp"]                              # a file account with stock CSVs
+    targets = ["my-shop"]
+    buffer = 2                                     # keep 2 back on every channel
+    allocation = 0.8                               # offer 80 % of what is left
+    locations = { WH1 = "Main warehouse" }         # source location → target location
+    max_drastic_share = 0.2                        # mass-change guard
 """
 
 from __future__ import annotations
@@ -25,7 +34,9 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,12 +73,39 @@ class AccountConfig(_Strict):
     mapping: dict[str, dict[str, FieldOverride]] = Field(default_factory=dict)
 
 
+Owner = Literal["hub", "platform", "newest"]
+
+
+class JobConfig(_Strict):
+    """A sync job: pull ``entity`` from the sources into the hub, then push it to the targets.
+
+    ``inventory``: stock from the sources (e.g. a file account) to the targets' levels;
+    ``products``: the sources' catalogue to the targets; ``fulfillments``: shipments from the
+    sources to the orders they belong to on the targets; ``orders``: orders of the sources
+    (channels) exported to the targets (e.g. a file account for the ERP).
+    """
+
+    entity: Literal["inventory", "products", "fulfillments", "orders"]
+    sources: list[str] = Field(min_length=1)
+    targets: list[str] = Field(min_length=1)
+    pull_sources: bool = True
+    refresh_targets: bool = True
+    buffer: int = Field(default=0, ge=0)
+    allocation: Decimal = Field(default=Decimal(1), gt=0, le=1)
+    allocation_by_target: dict[str, Decimal] = Field(default_factory=dict)
+    locations: dict[str, str] = Field(default_factory=dict)
+    max_drastic_share: float = Field(default=0.2, ge=0, le=1)
+    ownership: dict[str, Owner] = Field(default_factory=dict)
+    default_owner: Owner = "hub"
+
+
 class ProjectConfig(_Strict):
     """The whole project file."""
 
     hub: HubConfig = Field(default_factory=HubConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     accounts: dict[str, AccountConfig] = Field(default_factory=dict)
+    jobs: dict[str, JobConfig] = Field(default_factory=dict)
 
 
 class EnvSettings(BaseSettings):

@@ -320,19 +320,14 @@ class ShopifyConnector(Connector):
 
     async def read_inventory(self, inventory_item_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Each item's levels, fresh, flattened like a pull."""
-        levels: list[dict[str, Any]] = []
+        items: list[dict[str, Any]] = []
         for item_id in inventory_item_ids:
-            size = largest_page(queries.INVENTORY_ITEM_LEVELS, {"id": item_id})
-            data = await self.graphql(
-                queries.INVENTORY_ITEM_LEVELS, {"id": item_id, "first": size, "after": None}
-            )
+            size = largest_page(queries.READ_ITEM_LEVELS, {"id": item_id})
+            data = await self.graphql(queries.READ_ITEM_LEVELS, {"id": item_id, "first": size})
             node = (data or {}).get("node")
-            if not isinstance(node, dict):
-                continue
-            header = {"id": item_id, "sku": None, "updatedAt": None}
-            for level in (node.get("inventoryLevels") or {}).get("nodes") or []:
-                levels.append({**level, "item": header})
-        return levels
+            if isinstance(node, dict):
+                items.append(node)
+        return _flatten_levels(items)
 
     @staticmethod
     def _product_outcome(product: Any) -> ProductWriteOutcome | None:

@@ -57,6 +57,23 @@ _LEVEL_FIELDS = """
   quantities(names: ["available", "committed", "incoming", "on_hand"]) { name quantity }
 """
 
+READ_ITEM_LEVELS = (
+    """
+query ReadItemLevels($id: ID!, $first: Int!) {
+  node(id: $id) {
+    ... on InventoryItem {
+      id sku updatedAt
+      inventoryLevels(first: $first) {
+        nodes {"""
+    + _LEVEL_FIELDS
+    + """}
+      }
+    }
+  }
+}
+"""
+)
+
 INVENTORY_ITEMS = (
     """
 query InventoryItems($first: Int!, $after: String, $query: String, $levelsFirst: Int!) {
@@ -197,6 +214,7 @@ ALL_DOCUMENTS = {
     "Orders": ORDERS,
     "OrderLineItems": ORDER_LINE_ITEMS,
     "SetInventory": SET_INVENTORY,
+    "ReadItemLevels": READ_ITEM_LEVELS,
     "ProductSet": PRODUCT_SET,
     "ProductByHandle": PRODUCT_BY_HANDLE,
     "OrderFulfillmentState": ORDER_FULFILLMENT_STATE,
