@@ -39,7 +39,7 @@ class FileSandbox(Sandbox):
             self.directory = Path(tempfile.mkdtemp(prefix="partnersync-files-"))
         for folder in ("inventory", "products", "fulfillments"):
             (self.directory / folder).mkdir(parents=True, exist_ok=True)
-        per_file = max(1, self.skus // self.file_count)
+        per_file = self.skus // self.file_count if self.file_count else 0
         for index in range(self.file_count):
             skus = [f"SKU-{n:04d}" for n in range(index * per_file, (index + 1) * per_file)]
             suffix = "jsonl" if index % 2 else "csv"

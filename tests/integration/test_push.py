@@ -1,0 +1,330 @@
+"""Pushes from the hub to the sandbox Shopify and to a file drop: exactly once, never overselling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from partnersync.sandbox.files import FileSandbox
+from partnersync.sandbox.shopify import ShopifySandbox
+from partnersync.service import Partnersync
+from partnersync.sync.push import MassChangeError, PushOptions, pushed_quantity
+
+pytestmark = pytest.mark.anyio
+
+MAIN = "Main warehouse"
+
+
+@pytest.fixture
+def drop(tmp_path: Path) -> Iterator[FileSandbox]:
+    sandbox = FileSandbox(directory=tmp_path / "drop", skus=0, files=0)
+    with sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def erp(service: Partnersync, drop: FileSandbox) -> str:
+    service.add_account(name="erp", platform="file", base_url=drop.url, secrets={})
+    return "erp"
+
+
+def level(shop: ShopifySandbox, sku: str, location_name: str = MAIN) -> dict[str, Any]:
+    data = shop.data
+    item = next(i for i in data.tables["inventory_items"].values() if i["sku"] == sku)
+    for level_id in item["_levels"]:
+        record = data.tables["inventory_levels"][level_id]
+        if data.tables["locations"][record["_location"]]["name"] == location_name:
+            return record
+    raise KeyError(sku)
+
+
+def writes(shop: ShopifySandbox) -> list[dict[str, Any]]:
+    return [e for e in shop.log.entries if e.get("write")]
+
+
+def skus(shop: ShopifySandbox, count: int) -> list[str]:
+    return sorted(v["sku"] for v in shop.data.tables["variants"].values())[:count]
+
+
+def test_pushed_quantity_is_exact() -> None:
+    assert pushed_quantity(10, 2, Decimal(1)) == 8
+    assert pushed_quantity(1, 2, Decimal(1)) == 0
+    assert pushed_quantity(10, 0, Decimal("0.3")) == 3
+    assert pushed_quantity(7, 1, Decimal("0.5")) == 3
+
+
+async def test_csv_stock_reaches_shopify_as_available_minus_buffer_once(
+    service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
+) -> None:
+    await service.pull("shop", "inventory")
+    chosen = skus(shop, 12)
+    stock = {sku: n * 3 % 17 for n, sku in enumerate(chosen)}  # includes 0 and 1: below the buffer
+    drop.write(
+        "inventory/stock.csv",
+        [{"sku": s, "location": MAIN, "available": q} for s, q in stock.items()],
+    )
+    await service.pull(erp, "inventory")
+
+    options = PushOptions(sources=(erp,), buffer=2)
+    summary = await service.push("shop", "inventory", options)
+
+    assert summary.status == "succeeded"
+    for sku, available in stock.items():
+        assert level(shop, sku)["quantities"]["available"] == max(0, available - 2), sku
+    changed = sum(1 for w in summary.plan.writes)
+    assert summary.updated == changed > 0
+    assert shop.mutations.applied["inventorySetQuantities"] == 1  # one batch for all levels
+
+    shop.log.clear()
+    again = await service.push("shop", "inventory", options)
+    assert writes(shop) == []
+    assert again.plan.writes == []
+    assert again.plan.unchanged == len(stock)
+
+
+async def test_allocation_and_an_unknown_sku_is_reported_not_created(
+    service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
+) -> None:
+    await service.pull("shop", "inventory")
+    sku = skus(shop, 1)[0]
+    drop.write(
+        "inventory/stock.csv",
+        [
+            {"sku": sku, "location": MAIN, "available": 11},
+            {"sku": "NOT-ON-SHOPIFY", "location": MAIN, "available": 5},
+        ],
+    )
+    await service.pull(erp, "inventory")
+    items_before = len(shop.data.tables["inventory_items"])
+    summary = await service.push(
+        "shop", "inventory", PushOptions(sources=(erp,), buffer=1, allocation=Decimal("0.5"))
+    )
+    assert level(shop, sku)["quantities"]["available"] == 5  # floor((11 - 1) * 0.5)
+    assert summary.status == "partial"
+    assert len(shop.data.tables["inventory_items"]) == items_before
+    [letter] = [d for d in service.store.list_dead_letters() if d["direction"] == "push"]
+    assert "unknown SKU 'NOT-ON-SHOPIFY'" in letter["reason"]
+    assert letter["source_ref"] == "inventory/stock.csv:3"
+
+
+async def test_a_level_that_changed_on_the_platform_is_reread_never_overwritten_blindly(
+    service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
+) -> None:
+    await service.pull("shop", "inventory")
+    sku = skus(shop, 1)[0]
+    location = next(
+        lid for lid, loc in shop.data.tables["locations"].items() if loc["name"] == MAIN
+    )
+    shop.data.set_available(sku, location, 40)  # a sale/restock after our last read
+    drop.write("inventory/stock.csv", [{"sku": sku, "location": MAIN, "available": 9}])
+    await service.pull(erp, "inventory")
+    shop.log.clear()
+
+    summary = await service.push("shop", "inventory", PushOptions(sources=(erp,)))
+
+    assert summary.status == "succeeded"
+    assert level(shop, sku)["quantities"]["available"] == 9
+    ops = [e["op"] for e in shop.log.entries]
+    assert ops.count("SetInventory") == 2  # refused as stale, then applied after re-reading
+    assert "ReadItemLevels" in ops
+    assert shop.mutations.applied["inventorySetQuantities"] == 1
+
+
+async def test_mass_change_guard_stops_a_broken_export(
+    service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
+) -> None:
+    await service.pull("shop", "inventory")
+    levels = service.store.records_of("shop", "inventory")
+    in_stock = [
+        r.data for r in levels if r.data["available"] > 0 and r.data["location_name"] == MAIN
+    ]
+    zeroes = in_stock[: len(levels) // 4 + 1]  # > 20 % of the channel's levels to zero
+    drop.write(
+        "inventory/broken.csv",
+        [{"sku": r["sku"], "location": MAIN, "available": 0} for r in zeroes],
+    )
+    await service.pull(erp, "inventory")
+    shop.log.clear()
+    with pytest.raises(MassChangeError, match="refusing to push"):
+        await service.push("shop", "inventory", PushOptions(sources=(erp,)))
+    assert writes(shop) == []
+    forced = await service.push("shop", "inventory", PushOptions(sources=(erp,), force=True))
+    assert forced.updated == len(zeroes)
+
+
+async def test_dropped_product_create_response_leaves_exactly_one_product(
+    service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
+) -> None:
+    drop.write(
+        "products/new.csv",
+        [
+            {
+                "handle": "new-tee",
+                "title": "New tee",
+                "sku": "NT-S",
+                "price": "19.90",
+                "currency": "USD",
+                "option_name": "Size",
+                "option_value": "S",
+            },
+            {
+                "handle": "new-tee",
+                "title": "New tee",
+                "sku": "NT-M",
+                "price": "21.90",
+                "currency": "USD",
+                "option_name": "Size",
+                "option_value": "M",
+            },
+        ],
+    )
+    await service.pull(erp, "products")
+    shop.faults.drop("ProductSet")  # applied on the platform, answer lost
+
+    summary = await service.push("shop", "products", PushOptions(sources=(erp,)))
+
+    assert summary.status == "succeeded", summary.error
+    created = [p for p in shop.data.tables["products"].values() if p["handle"] == "new-tee"]
+    assert len(created) == 1
+    [record] = service.store.records_of(erp, "products")
+    assert service.store.get_binding("shop", "products", record.canonical_key) == created[0]["id"]
+    variants = [shop.data.tables["variants"][v] for v in created[0]["_variants"]]
+    assert sorted((v["sku"], v["price"]) for v in variants) == [
+        ("NT-M", "21.90"),
+        ("NT-S", "19.90"),
+    ]
+    assert any(e.get("dropped") for e in shop.log.entries)
+    shop.log.clear()
+    await service.pull("shop", "products")
+    again = await service.push("shop", "products", PushOptions(sources=(erp,)))
+    assert again.plan.writes == []
+    assert writes(shop) == []
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("hub", "20"), ("platform", "30")])
+async def test_price_changed_on_both_sides_resolves_by_policy_and_is_recorded(
+    service: Partnersync,
+    shop: ShopifySandbox,
+    drop: FileSandbox,
+    erp: str,
+    policy: str,
+    expected: str,
+) -> None:
+    drop.write(
+        "products/a.csv",
+        [{"handle": "cap", "title": "Cap", "sku": "CAP-1", "price": "10.00", "currency": "USD"}],
+    )
+    await service.pull(erp, "products")
+    await service.push("shop", "products", PushOptions(sources=(erp,)))
+    cap = next(p for p in shop.data.tables["products"].values() if p["handle"] == "cap")
+    variant_id = cap["_variants"][0]
+    # Both sides change the price before the next sync.
+    drop.write(
+        "products/b.csv",
+        [{"handle": "cap", "title": "Cap", "sku": "CAP-1", "price": "20.00", "currency": "USD"}],
+    )
+    shop.data.update("variants", variant_id, {"price": "30.00"})
+    await service.pull(erp, "products")
+    await service.pull("shop", "products")
+
+    summary = await service.push(
+        "shop", "products", PushOptions(sources=(erp,), ownership={"price": policy})
+    )
+
+    assert Decimal(shop.data.tables["variants"][variant_id]["price"]) == Decimal(expected)
+    [conflict] = service.store.list_conflicts(summary.run_id)
+    assert conflict["field"] == "variants[CAP-1].price"
+    assert (conflict["policy"], conflict["winner"]) == (policy, policy)
+    assert conflict["hub_value"] == '"20"'
+    assert conflict["platform_value"] == '"30"'
+    assert service.store.get_run(summary.run_id)["conflicts"] == 1  # type: ignore[index]
+
+
+async def test_fulfilment_reaches_the_order_with_tracking_exactly_once(
+    service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
+) -> None:
+    await service.pull("shop", "orders")
+    order = next(o for o in shop.data.tables["orders"].values() if not o["fulfillments"])
+    drop.write(
+        "fulfillments/shipped.csv",
+        [
+            {
+                "order": order["name"],
+                "carrier": "DHL",
+                "tracking_number": "JD014600",
+                "tracking_url": "https://track.example/JD014600",
+            }
+        ],
+    )
+    await service.pull(erp, "fulfillments")
+    shop.faults.drop("FulfillmentCreate")  # the first answer is lost
+
+    summary = await service.push("shop", "fulfillments", PushOptions(sources=(erp,)))
+
+    assert summary.status == "succeeded", summary.error
+    tracking = [t for f in order["fulfillments"] for t in f["trackingInfo"]]
+    assert [(t["company"], t["number"]) for t in tracking] == [("DHL", "JD014600")]
+    assert order["displayFulfillmentStatus"] == "FULFILLED"
+    assert shop.mutations.applied["fulfillmentCreate"] == 1
+    shop.log.clear()
+    again = await service.push("shop", "fulfillments", PushOptions(sources=(erp,)))
+    assert writes(shop) == []
+    assert again.plan.unchanged == 1
+
+
+async def test_bad_csv_rows_are_dead_lettered_with_file_line_and_reason(
+    service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
+) -> None:
+    await service.pull("shop", "inventory")
+    good, other = skus(shop, 2)
+    drop.write(
+        "inventory/stock.csv",
+        [
+            {"sku": good, "location": MAIN, "available": 7},
+            {"sku": other, "location": MAIN, "available": "ten"},
+            {"sku": "UNKNOWN-9", "location": MAIN, "available": 3},
+            {"sku": good, "location": MAIN, "available": 8},
+        ],
+    )
+    pulled = await service.pull(erp, "inventory")
+    assert pulled.status == "partial"
+    pushed = await service.push("shop", "inventory", PushOptions(sources=(erp,)))
+
+    letters = {d["source_ref"]: d for d in service.store.list_dead_letters(limit=100)}
+    assert letters["inventory/stock.csv:3"]["field"] == "available"
+    assert "not a whole number: 'ten'" in letters["inventory/stock.csv:3"]["reason"]
+    assert letters["inventory/stock.csv:5"]["field"] == "sku"
+    assert "duplicate SKU" in letters["inventory/stock.csv:5"]["reason"]
+    assert "also on line 2" in letters["inventory/stock.csv:5"]["reason"]
+    assert "unknown SKU 'UNKNOWN-9'" in letters["inventory/stock.csv:4"]["reason"]
+    assert pushed.status == "partial"
+    assert level(shop, good)["quantities"]["available"] == 7  # the good row went through
+
+
+async def test_failed_write_goes_to_dead_letters_and_replay_sends_it(
+    service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
+) -> None:
+    await service.pull("shop", "orders")
+    fulfilled = next(o for o in shop.data.tables["orders"].values() if o["fulfillments"])
+    drop.write(
+        "fulfillments/s.csv",
+        [{"order": fulfilled["name"], "carrier": "UPS", "tracking_number": "NEW-1"}],
+    )
+    await service.pull(erp, "fulfillments")
+    summary = await service.push("shop", "fulfillments", PushOptions(sources=(erp,)))
+    assert summary.status == "partial"
+    [letter] = [d for d in service.store.list_dead_letters() if d["direction"] == "push"]
+    assert "nothing left to fulfil" in letter["reason"]
+    # Someone reopens the fulfilment order on the platform; replay sends the stored write.
+    fulfilled["_fulfillmentOrders"][0]["status"] = "OPEN"
+    for line in fulfilled["_fulfillmentOrders"][0]["_lines"]:
+        line["remainingQuantity"] = line["totalQuantity"]
+    shop.data.update("orders", fulfilled["id"])  # the platform's record changed
+    outcomes = await service.replay([letter["id"]])
+    assert any("succeeded" in text for _, text in outcomes)
+    assert any(t["number"] == "NEW-1" for f in fulfilled["fulfillments"] for t in f["trackingInfo"])
+    assert [d for d in service.store.list_dead_letters() if d["direction"] == "push"] == []
