@@ -20,9 +20,13 @@ class Cli:
         self.outputs: list[str] = []
 
     def __call__(
-        self, *args: str, expect: int = 0, stdin: str | None = None
+        self,
+        *args: str,
+        expect: int = 0,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "SHOP_TOKEN": SHOP_TOKEN, "COLUMNS": "200"}
+        env = {**os.environ, "SHOP_TOKEN": SHOP_TOKEN, "COLUMNS": "200", **(env or {})}
         env.pop("PARTNERSYNC_KEYS", None)
         result = subprocess.run(
             [sys.executable, "-m", "partnersync", "-p", str(self.project), *args],

@@ -215,3 +215,47 @@ async def test_inventory_checkpoints_at_run_start_and_picks_up_level_changes(
     assert first.progress.created == shop.data.counts()["inventory_levels"]
     assert second.progress.updated == 2
     assert second.progress.created == 0
+
+
+async def test_dlq_replay_maps_a_record_again_after_a_mapping_fix(
+    tmp_path: Any, vault: Any, shop: ShopifySandbox
+) -> None:
+    from tests.conftest import SHOP_TOKEN, make_service
+
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    service = make_service(tmp_path / "p", vault, database)
+    service.add_account(
+        name="shop",
+        platform="shopify",
+        base_url=shop.url,
+        secrets={"access_token": SHOP_TOKEN},
+        allow_loopback=True,
+    )
+    item_id = sorted(shop.data.tables["inventory_items"])[0]
+    shop.data.update("inventory_items", item_id, {"sku": None})
+    summary = await service.pull("shop", "inventory")
+    letters = service.store.list_dead_letters()
+    assert summary.status == "partial"
+    assert letters
+    assert all(d["field"] == "sku" for d in letters)
+    still = await service.replay([letters[0]["id"]])
+    assert "still fails" in still[0][1]
+    service.close()
+
+    # The brand decides: use the inventory item's id where a SKU is missing.
+    fixed = make_service(
+        tmp_path / "p",
+        vault,
+        database,
+        accounts={
+            "shop": {"mapping": {"inventory": {"sku": {"source": "item.id", "default": None}}}}
+        },
+    )
+    outcomes = await fixed.replay([d["id"] for d in letters])
+    assert all("mapped and stored" in text for _, text in outcomes)
+    assert fixed.store.list_dead_letters() == []
+    level_id = shop.data.tables["inventory_items"][item_id]["_levels"][0]
+    record = fixed.store.find_record("shop", "inventory", level_id)
+    assert record is not None
+    assert record["data"]["sku"] == item_id
+    fixed.close()

@@ -1,4 +1,4 @@
-"""Pushes from the hub to the sandbox Shopify and to a file drop: exactly once, never overselling."""
+"""Pushes from the hub to the sandbox Shopify and a file drop: exactly once, never overselling."""
 
 from __future__ import annotations
 
