@@ -93,18 +93,24 @@ def make_service(
     return Partnersync(project, vault=vault)
 
 
+def wire_shop(service: Partnersync, shop: ShopifySandbox, **options: object) -> Partnersync:
+    """Add the account ``shop`` pointing at the sandbox, with connector options."""
+    service.add_account(
+        name="shop",
+        platform="shopify",
+        base_url=shop.url,
+        secrets={"access_token": SHOP_TOKEN},
+        options=options,
+        allow_loopback=True,
+    )
+    return service
+
+
 @pytest.fixture
 def service(
     tmp_path: Path, vault: Vault, database_url: str, shop: ShopifySandbox
 ) -> Iterator[Partnersync]:
     """A project with the account ``shop`` wired to the sandbox (SQLite and PostgreSQL)."""
-    svc = make_service(tmp_path / "project", vault, database_url)
-    svc.add_account(
-        name="shop",
-        platform="shopify",
-        base_url=shop.url,
-        secrets={"access_token": SHOP_TOKEN},
-        allow_loopback=True,
-    )
+    svc = wire_shop(make_service(tmp_path / "project", vault, database_url), shop)
     yield svc
     svc.close()

@@ -42,18 +42,14 @@ class Cli:
         return result
 
 
-def add_shop(cli: Cli, shop: ShopifySandbox, *, typed_token: str) -> None:
-    """``accounts add`` with the token typed at the hidden prompt."""
+def add_shop(cli: Cli, shop: ShopifySandbox, *, typed_token: str | None = None, **kw: str) -> None:
+    """``accounts add`` for the sandbox: the token typed at the prompt, or read from $SHOP_TOKEN."""
+    token_args = [] if typed_token else ["--secret-env", "access_token=SHOP_TOKEN"]
+    extra = [arg for key, value in kw.items() for arg in (f"--{key}", value)]
     cli(
-        "accounts",
-        "add",
-        "shop",
-        "--platform",
-        "shopify",
-        "--url",
-        shop.url,
-        "--allow-loopback",
-        stdin=typed_token + "\n",
+        *["accounts", "add", "shop", "--platform", "shopify", "--url", shop.url],
+        *["--allow-loopback", *token_args, *extra],
+        stdin=f"{typed_token}\n" if typed_token else None,
     )
 
 
@@ -65,20 +61,7 @@ def cli(tmp_path: Path) -> Cli:
 def test_a_user_wires_an_account_pulls_and_inspects_the_hub(cli: Cli, shop: ShopifySandbox) -> None:
     cli("init", str(cli.project))
     assert (cli.project / "partnersync.toml").exists()
-    cli(
-        "accounts",
-        "add",
-        "shop",
-        "--platform",
-        "shopify",
-        "--url",
-        shop.url,
-        "--secret-env",
-        "access_token=SHOP_TOKEN",
-        "--allow-loopback",
-        "--option",
-        "page_size=25",
-    )
+    add_shop(cli, shop, option="page_size=25")
     accounts = json.loads(cli("accounts", "list", "--json").stdout)
     assert [(a["name"], a["platform"], a["api_version"]) for a in accounts] == [
         ("shop", "shopify", "2026-10")

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from partnersync.auth.vault import Vault
 from partnersync.config import init_project
 from partnersync.sandbox.shopify import ShopifySandbox
-from tests.conftest import SHOP_TOKEN, make_service
+from tests.conftest import make_service, wire_shop
 
 PAGE_SIZE = 8  # 40 orders → 5 pages
 
@@ -49,14 +49,7 @@ def test_killed_pull_resumes_with_every_record_exactly_once(
     service = make_service(
         project, Vault.parse(keys), database_url=f"sqlite:///{project / 'hub.db'}"
     )
-    service.add_account(
-        name="shop",
-        platform="shopify",
-        base_url=shop.url,
-        secrets={"access_token": SHOP_TOKEN},
-        options={"page_size": PAGE_SIZE},
-        allow_loopback=True,
-    )
+    wire_shop(service, shop, page_size=PAGE_SIZE)
     service.close()
     total = len(shop.data.tables["orders"])
 

@@ -110,17 +110,10 @@ async def test_a_second_pull_without_changes_writes_nothing(
 async def test_record_written_late_during_a_pull_is_caught_by_the_overlap(
     tmp_path: Any, vault: Any, shop: ShopifySandbox, overlap_seconds: int
 ) -> None:
-    from tests.conftest import SHOP_TOKEN, make_service
+    from tests.conftest import make_service, wire_shop
 
     service = make_service(tmp_path / "p", vault, sync={"overlap_seconds": overlap_seconds})
-    service.add_account(
-        name="shop",
-        platform="shopify",
-        base_url=shop.url,
-        secrets={"access_token": SHOP_TOKEN},
-        options={"page_size": 20},
-        allow_loopback=True,
-    )
+    wire_shop(service, shop, page_size=20)
     products = shop.data.tables["products"]
     newest = max(datetime.fromisoformat(p["updatedAt"]) for p in products.values())
     late = sorted(products)[5]
@@ -220,17 +213,11 @@ async def test_inventory_checkpoints_at_run_start_and_picks_up_level_changes(
 async def test_dlq_replay_maps_a_record_again_after_a_mapping_fix(
     tmp_path: Any, vault: Any, shop: ShopifySandbox
 ) -> None:
-    from tests.conftest import SHOP_TOKEN, make_service
+    from tests.conftest import make_service, wire_shop
 
     database = f"sqlite:///{tmp_path / 'hub.db'}"
     service = make_service(tmp_path / "p", vault, database)
-    service.add_account(
-        name="shop",
-        platform="shopify",
-        base_url=shop.url,
-        secrets={"access_token": SHOP_TOKEN},
-        allow_loopback=True,
-    )
+    wire_shop(service, shop)
     item_id = sorted(shop.data.tables["inventory_items"])[0]
     shop.data.update("inventory_items", item_id, {"sku": None})
     summary = await service.pull("shop", "inventory")

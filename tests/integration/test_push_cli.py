@@ -12,7 +12,7 @@ import pytest
 from partnersync.sandbox.files import FileSandbox
 from partnersync.sandbox.shopify import ShopifySandbox
 from tests.conftest import SHOP_TOKEN
-from tests.integration.test_cli import Cli
+from tests.integration.test_cli import Cli, add_shop
 
 MAIN = "Main warehouse"
 
@@ -41,18 +41,7 @@ def wired(tmp_path: Path, shop: ShopifySandbox, drop: FileSandbox) -> Cli:
     cli("init", str(cli.project))
     with (cli.project / "partnersync.toml").open("a") as handle:
         handle.write(JOBS)
-    cli(
-        "accounts",
-        "add",
-        "shop",
-        "--platform",
-        "shopify",
-        "--url",
-        shop.url,
-        "--secret-env",
-        "access_token=SHOP_TOKEN",
-        "--allow-loopback",
-    )
+    add_shop(cli, shop)
     cli("accounts", "add", "erp", "--platform", "file", "--url", drop.url)
     return cli
 

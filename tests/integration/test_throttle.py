@@ -10,7 +10,7 @@ import pytest
 
 from partnersync.auth.vault import Vault
 from partnersync.sandbox.shopify import ShopifySandbox
-from tests.conftest import SHOP_TOKEN, make_service
+from tests.conftest import SHOP_TOKEN, make_service, wire_shop
 
 pytestmark = pytest.mark.anyio
 
@@ -28,14 +28,7 @@ def tight_shop() -> Iterator[ShopifySandbox]:
 
 async def pull_inventory(tmp_path: Path, vault: Vault, shop: ShopifySandbox, **options: Any) -> Any:
     service = make_service(tmp_path, vault)
-    service.add_account(
-        name="shop",
-        platform="shopify",
-        base_url=shop.url,
-        secrets={"access_token": SHOP_TOKEN},
-        options=options,
-        allow_loopback=True,
-    )
+    wire_shop(service, shop, **options)
     summary = await service.pull("shop", "inventory")
     service.close()
     return summary

@@ -19,6 +19,21 @@ def _updated_at(record: Record) -> Any:
     return to_utc(record.get("updated_at") or record.get("_mtime"))
 
 
+def origin_and_time(mapper: Mapper[Any], record: Record) -> dict[str, Any]:
+    """``origin`` and ``updated_at``: the row's own time, or else its file's."""
+    stamp = _updated_at(record)
+    return {
+        "origin": {
+            "account": mapper.context.account,
+            "platform": PLATFORM,
+            "external_id": mapper.external_id(record),
+            "updated_at": stamp,
+            "version": record.get("version"),
+        },
+        "updated_at": stamp,
+    }
+
+
 def _reject_duplicate(record: Record, what: str) -> None:
     if record.get("_duplicate_of"):
         raise ValueError(
@@ -67,17 +82,7 @@ class FileInventoryImportMapper(Mapper[InventoryLevel]):
     @mapping("origin", "updated_at")
     def origin(self, record: Record) -> dict[str, Any]:
         """Position id; the row's ``updated_at`` or else the file's time."""
-        stamp = _updated_at(record)
-        return {
-            "origin": {
-                "account": self.context.account,
-                "platform": PLATFORM,
-                "external_id": self.external_id(record),
-                "updated_at": stamp,
-                "version": record.get("version"),
-            },
-            "updated_at": stamp,
-        }
+        return origin_and_time(self, record)
 
 
 class FileProductImportMapper(Mapper[Product]):
@@ -151,16 +156,7 @@ class FileProductImportMapper(Mapper[Product]):
     @mapping("origin", "updated_at")
     def origin(self, record: Record) -> dict[str, Any]:
         """Handle as id; newest row ``updated_at`` or the file's time."""
-        stamp = _updated_at(record)
-        return {
-            "origin": {
-                "account": self.context.account,
-                "platform": PLATFORM,
-                "external_id": record.get("handle"),
-                "updated_at": stamp,
-            },
-            "updated_at": stamp,
-        }
+        return origin_and_time(self, record)
 
 
 class FileShipmentImportMapper(Mapper[Shipment]):
@@ -192,16 +188,7 @@ class FileShipmentImportMapper(Mapper[Shipment]):
     @mapping("origin", "updated_at")
     def origin(self, record: Record) -> dict[str, Any]:
         """Shipment id; the row's time or the file's."""
-        stamp = _updated_at(record)
-        return {
-            "origin": {
-                "account": self.context.account,
-                "platform": PLATFORM,
-                "external_id": self.external_id(record),
-                "updated_at": stamp,
-            },
-            "updated_at": stamp,
-        }
+        return origin_and_time(self, record)
 
 
 IMPORT_MAPPERS: dict[str, type[Mapper[Any]]] = {

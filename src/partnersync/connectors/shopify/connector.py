@@ -346,12 +346,7 @@ class ShopifyConnector(Connector):
         identifier = {"id": external_id} if external_id else {"handle": product.handle}
         variables = {"input": product_set_input(product, variant_ids), "identifier": identifier}
         data = await self._mutate(queries.PRODUCT_SET, variables, idempotent=False)
-        payload = data.get("productSet") or {}
-        errors = payload.get("userErrors") or []
-        if errors:
-            raise BadRequestError(
-                "productSet refused: " + "; ".join(str(e.get("message")) for e in errors)
-            )
+        payload = _accepted(data, "productSet")
         outcome = self._product_outcome(payload.get("product"))
         if outcome is None:
             raise BadResponseError("productSet returned no product")
@@ -408,12 +403,7 @@ class ShopifyConnector(Connector):
             }
         }
         data = await self._mutate(queries.FULFILLMENT_CREATE, variables, idempotent=False)
-        payload = data.get("fulfillmentCreate") or {}
-        errors = payload.get("userErrors") or []
-        if errors:
-            raise BadRequestError(
-                "fulfillmentCreate refused: " + "; ".join(str(e.get("message")) for e in errors)
-            )
+        payload = _accepted(data, "fulfillmentCreate")
         return str((payload.get("fulfillment") or {}).get("id"))
 
     def page_size(self, document: str, variables: Mapping[str, Any]) -> int:
@@ -471,6 +461,16 @@ class ShopifyConnector(Connector):
                 raise BadResponseError(f"{node['id']}: response has no {field} connection")
             connection["nodes"].extend(more["nodes"])
         connection["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+
+
+def _accepted(data: Mapping[str, Any], mutation: str) -> dict[str, Any]:
+    """A mutation's payload, or BadRequestError with its ``userErrors``."""
+    payload: dict[str, Any] = data.get(mutation) or {}
+    errors = payload.get("userErrors") or []
+    if errors:
+        messages = "; ".join(str(e.get("message")) for e in errors)
+        raise BadRequestError(f"{mutation} refused: {messages}")
+    return payload
 
 
 def _throttle_wait(cost: Any, status: Any) -> float | None:
