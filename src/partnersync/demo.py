@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from pathlib import Path
 
+import anyio
 from rich.console import Console
 
 from partnersync.auth.vault import Vault
@@ -15,7 +17,40 @@ from partnersync.service import Partnersync
 from partnersync.sync.engine import RunSummary
 
 ACCOUNT = "demo-shop"
+FILES = "demo-erp"
 ENTITIES = ("products", "inventory", "orders")
+
+
+def push_back(service: Partnersync, shop: ShopifySandbox, drop: Path, console: Console) -> None:
+    """The other direction: the brand's stock file to the shop, the shop's orders to a file."""
+    from partnersync.cli import print_push, run_pull
+    from partnersync.sandbox.files import FileSandbox
+
+    files = FileSandbox(directory=drop, skus=0, files=0).start()
+    for stale in (drop / "inventory").glob("*"):
+        stale.unlink()
+    main = "Main warehouse"
+    skus = sorted(v["sku"] for v in shop.data.tables["variants"].values() if v.get("sku"))[:10]
+    files.write(
+        "inventory/stock.csv",
+        [{"sku": sku, "location": main, "available": (n * 7) % 23} for n, sku in enumerate(skus)],
+    )
+    service.add_account(name=FILES, platform="file", base_url=str(drop), secrets={})
+    console.print(
+        f"\n[bold]push[/]: a stock file for {len(skus)} SKUs at {main!r} "
+        f"dropped in {drop / 'inventory'}"
+    )
+    run_pull(service, FILES, "inventory")
+    stock = service.push_options(ACCOUNT, "inventory", sources=[FILES], buffer=2)
+    preview = anyio.run(lambda: service.push(ACCOUNT, "inventory", replace(stock, dry_run=True)))
+    print_push(preview, dry_run=True)
+    print_push(anyio.run(lambda: service.push(ACCOUNT, "inventory", stock)), dry_run=False)
+    again = anyio.run(lambda: service.push(ACCOUNT, "inventory", stock))
+    console.print(f"pushed again: {again.updated} writes (the shop already holds that stock)")
+    orders = service.push_options(FILES, "orders", sources=[ACCOUNT])
+    exported = anyio.run(lambda: service.push(FILES, "orders", orders))
+    print_push(exported, dry_run=False)
+    console.print(f"orders for the ERP: {sorted((drop / 'orders-out').glob('orders-*'))[-1]}")
 
 
 def run_demo(directory: Path, console: Console) -> None:
@@ -27,6 +62,8 @@ def run_demo(directory: Path, console: Console) -> None:
     project = load_project(root)
     for stale in ("hub.db", "hub.db-wal", "hub.db-shm"):
         (root / stale).unlink(missing_ok=True)  # each demo starts from an empty hub
+    for export in (root / "drop" / "orders-out").glob("orders-*"):
+        export.unlink()
     Vault.create_key_file(project.key_file)
     redactor = configure_logging(project.log_file)
     request_log = root / "logs" / "sandbox-requests.jsonl"
@@ -67,9 +104,10 @@ def run_demo(directory: Path, console: Console) -> None:
         )
         for entity in ENTITIES:
             rows.append(("incremental", run_pull(service, ACCOUNT, entity)))
+        console.print(summary_table(rows, "partnersync demo: first pull, then incremental"))
+        push_back(service, shop, root / "drop", console)
         service.close()
 
-    console.print(summary_table(rows, "partnersync demo: first pull, then incremental"))
     letters = Partnersync(project, redactor=redactor).store.list_dead_letters()
     for letter in letters:
         console.print(
@@ -82,5 +120,6 @@ def run_demo(directory: Path, console: Console) -> None:
         f"  hub database  {project.database_url.removeprefix('sqlite:///')}\n"
         f"  log           {project.log_file}\n"
         f"  sandbox log   {request_log}\n"
+        f"  file drop     {root / 'drop'} (stock in, orders out)\n"
         f"Try: partnersync -p {directory} runs list · partnersync -p {directory} dlq list"
     )

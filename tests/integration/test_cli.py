@@ -163,7 +163,9 @@ def test_demo_runs_from_an_empty_directory(tmp_path: Path) -> None:
     out = result.stdout
     assert "incremental" in out
     assert "dead letter" in out
+    assert "pushed again: 0 writes" in out
     demo = tmp_path / "partnersync-demo"
+    assert len(list((demo / "drop" / "orders-out").glob("orders-*.jsonl"))) == 1
     for name in (
         "partnersync.toml",
         "hub.db",
