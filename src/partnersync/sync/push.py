@@ -39,7 +39,6 @@ from partnersync.errors import (
     ConnectorError,
     MappingError,
     PartnersyncError,
-    TransportError,
 )
 from partnersync.failpoints import failpoint
 from partnersync.mapping.mapper import MapContext, Mapper
@@ -49,6 +48,9 @@ from partnersync.sync.store import HubRecord, HubStore, OutboxEntry
 OWNERS = ("hub", "platform", "newest")
 MAX_BATCH = 250  # Shopify's input-array limit; a sensible bound for any batch endpoint
 MAX_STALE_ROUNDS = 3
+WRITE_ATTEMPTS = 4
+WRITE_BACKOFF = 0.5  # seconds, doubled on each further attempt
+FAILURES_BEFORE_STOPPING = 3
 
 
 class MassChangeError(PartnersyncError):
@@ -735,23 +737,27 @@ class PushEngine:
 
     # products and fulfilments: one write each, verified after a lost answer -----------------
     async def _send_each(self, connector: Connector, plan: PushPlan, summary: PushSummary) -> None:
+        operation = "upsert_product" if plan.entity == "products" else "create_fulfillment"
+        failing_in_a_row = 0
         for entry in self._enqueue(summary.run_id, plan, plan.writes):
             if entry.status not in ("pending", "sending"):
                 continue
-            operation = "upsert_product" if plan.entity == "products" else "create_fulfillment"
             try:
                 await self._deliver(connector, plan, summary, entry)
+                failing_in_a_row = 0
             except ConnectorError as exc:
-                if exc.action is Action.RETRY:
-                    raise
                 self._dead(summary, [entry], exc, operation)
+                failing_in_a_row = failing_in_a_row + 1 if exc.action is Action.RETRY else 0
+                if failing_in_a_row >= FAILURES_BEFORE_STOPPING:
+                    # The platform looks down: stop instead of dead-lettering everything.
+                    raise
 
     async def _deliver(
         self, connector: Connector, plan: PushPlan, summary: PushSummary, entry: OutboxEntry
     ) -> None:
         verify_first = entry.status == "sending"  # an earlier attempt may have landed
         self.store.mark_outbox([entry.id], "sending", attempt=True)
-        for attempt in range(3):
+        for attempt in range(WRITE_ATTEMPTS):
             try:
                 if plan.entity == "products":
                     result = await self._deliver_product(
@@ -761,9 +767,13 @@ class PushEngine:
                     result = await self._deliver_fulfillment(
                         connector, plan, entry, verify_first or attempt > 0
                     )
-            except TransportError:
-                if attempt == 2:
+            except ConnectorError as exc:
+                # A lost answer or a server error may hide an applied write: wait, then look
+                # at the platform before writing again.
+                if exc.action is not Action.RETRY or attempt == WRITE_ATTEMPTS - 1:
                     raise
+                self.store.mark_outbox([entry.id], "sending", error=str(exc), attempt=True)
+                await self.clock.sleep(WRITE_BACKOFF * 2**attempt)
                 continue
             self.store.mark_outbox([entry.id], "done", result=result)
             if entry.payload.get("_creates"):
