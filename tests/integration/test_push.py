@@ -328,3 +328,23 @@ async def test_failed_write_goes_to_dead_letters_and_replay_sends_it(
     assert any("succeeded" in text for _, text in outcomes)
     assert any(t["number"] == "NEW-1" for f in fulfilled["fulfillments"] for t in f["trackingInfo"])
     assert [d for d in service.store.list_dead_letters() if d["direction"] == "push"] == []
+
+
+async def test_a_lost_inventory_answer_is_retried_with_the_same_key_and_applied_once(
+    service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
+) -> None:
+    await service.pull("shop", "inventory")
+    sku = skus(shop, 1)[0]
+    drop.write("inventory/stock.csv", [{"sku": sku, "location": MAIN, "available": 13}])
+    await service.pull(erp, "inventory")
+    shop.faults.drop("SetInventory")
+
+    summary = await service.push("shop", "inventory", PushOptions(sources=(erp,)))
+
+    assert summary.status == "succeeded", summary.error
+    assert level(shop, sku)["quantities"]["available"] == 13
+    assert shop.mutations.applied["inventorySetQuantities"] == 1
+    assert shop.mutations.replayed["inventorySetQuantities"] == 1  # same key: the stored answer
+    sent = [e for e in shop.log.entries if e.get("op") == "SetInventory"]
+    assert len(sent) == 2
+    assert sent[0].get("dropped")
