@@ -697,16 +697,13 @@ class PushEngine:
         raise ConnectorError(f"inventory on {plan.target} kept changing under us; try again later")
 
     def _patch_levels(self, target: str, batch: Sequence[OutboxEntry]) -> None:
-        copies = {r.external_id: r for r in self.store.records_of(target, "inventory")}
-        for entry in batch:
-            record = copies.get(entry.payload["target_external_id"])
-            if record is not None:
-                self.store.patch_record(
-                    target,
-                    "inventory",
-                    record.external_id,
-                    {**record.data, "available": int(entry.payload["quantity"])},
-                )
+        wanted = {str(e.payload["target_external_id"]): int(e.payload["quantity"]) for e in batch}
+        copies = self.store.records_of(target, "inventory", external_ids=list(wanted))
+        self.store.patch_records(
+            target,
+            "inventory",
+            {r.external_id: {**r.data, "available": wanted[r.external_id]} for r in copies},
+        )
 
     async def _refresh_levels(
         self,
@@ -817,27 +814,26 @@ class PushEngine:
     def _note_fulfillment(
         self, target: str, order_id: str, fulfillment_id: str, shipment: Shipment
     ) -> None:
-        for record in self.store.records_of(target, "orders"):
-            if record.external_id != order_id:
-                continue
-            order = Order.model_validate(record.data)
-            tracked = {f.tracking_number for f in order.fulfillments}
-            if shipment.tracking_number in tracked:
-                return
-            data = dict(record.data)
-            data["fulfillments"] = [
-                *data.get("fulfillments", []),
-                {
-                    "external_id": fulfillment_id,
-                    "status": "success",
-                    "carrier": shipment.carrier,
-                    "tracking_number": shipment.tracking_number,
-                    "tracking_url": shipment.tracking_url,
-                    "created_at": None,
-                },
-            ]
-            self.store.patch_record(target, "orders", order_id, data)
+        """Record the new tracking on the hub's copy of the order, so it is not sent again."""
+        record = self.store.find_record(target, "orders", order_id)
+        if record is None:
             return
+        order = Order.model_validate(record["data"])
+        if shipment.tracking_number in {f.tracking_number for f in order.fulfillments}:
+            return
+        data = dict(record["data"])
+        data["fulfillments"] = [
+            *data.get("fulfillments", []),
+            {
+                "external_id": fulfillment_id,
+                "status": "success",
+                "carrier": shipment.carrier,
+                "tracking_number": shipment.tracking_number,
+                "tracking_url": shipment.tracking_url,
+                "created_at": None,
+            },
+        ]
+        self.store.patch_record(target, "orders", order_id, data)
 
     # order exports: one file per run, each order once ---------------------------------------
     async def _send_order_export(

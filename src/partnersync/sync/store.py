@@ -10,7 +10,7 @@ point re-reads at most one page and never skips a record. SQLAlchemy errors are 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -578,8 +578,10 @@ class HubStore:
         )
 
     # -- push: hub copies, bindings, baselines, outbox, conflicts ---------------------------
-    def records_of(self, account: str, entity: str) -> list[HubRecord]:
-        """Every record ``account`` contributed for ``entity``, decrypted."""
+    def records_of(
+        self, account: str, entity: str, *, external_ids: Sequence[str] | None = None
+    ) -> list[HubRecord]:
+        """Records ``account`` contributed for ``entity`` (all, or these ids), decrypted."""
         query = (
             select(
                 _links.c.external_id,
@@ -595,6 +597,8 @@ class HubStore:
             .where(_links.c.account == account, _links.c.entity == entity)
             .order_by(_links.c.id)
         )
+        if external_ids is not None:
+            query = query.where(_links.c.external_id.in_(list(external_ids)))
         with self.transaction() as connection:
             rows = connection.execute(query).all()
         return [
@@ -610,22 +614,26 @@ class HubStore:
 
     def patch_record(self, account: str, entity: str, external_id: str, data: Any) -> None:
         """Replace an account's copy after a write we know the platform applied."""
-        raw = orjson.dumps(data)
+        self.patch_records(account, entity, {external_id: data})
+
+    def patch_records(self, account: str, entity: str, changes: Mapping[str, Any]) -> None:
+        """Replace several copies (external id → new canonical data) in one transaction."""
+        if not changes:
+            return
+        now = utcnow_iso()
         with self.transaction() as connection:
-            key = (
-                Binder(connection, "").to_internal(account, entity, [external_id]).get(external_id)
-            )
-            if key is None:
-                return
-            connection.execute(
-                update(_records)
-                .where(_records.c.entity == entity, _records.c.canonical_key == key)
-                .values(
-                    data=self._seal(entity, key, raw),
-                    content_hash=content_hash(raw),
-                    updated_at=utcnow_iso(),
+            keys = Binder(connection, now).to_internal(account, entity, changes)
+            for external_id, key in keys.items():
+                raw = orjson.dumps(changes[external_id])
+                connection.execute(
+                    update(_records)
+                    .where(_records.c.entity == entity, _records.c.canonical_key == key)
+                    .values(
+                        data=self._seal(entity, key, raw),
+                        content_hash=content_hash(raw),
+                        updated_at=now,
+                    )
                 )
-            )
 
     def get_binding(self, target: str, entity: str, canonical_key: str) -> str | None:
         """The target's id for a hub record we pushed (or adopted)."""
