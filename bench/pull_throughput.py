@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import re
 import secrets
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -40,6 +42,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+@contextlib.contextmanager
+def sandbox_process(token: str, *options: str) -> Iterator[tuple[str, int]]:
+    """``partnersync sandbox serve`` in its own process; yields (base URL, pid)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "partnersync", "sandbox", "serve", "--token", token, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        if url is None:
+            raise SystemExit(f"sandbox did not start: {line!r}")
+        yield url.group(0), server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--products", type=int, default=1000)
@@ -48,44 +71,44 @@ def main() -> None:
     args = parser.parse_args()
 
     token = secrets.token_urlsafe(16)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "partnersync", "sandbox", "serve", "--token", token,
-         "--products", str(args.products), "--orders", str(args.orders),
-         "--restore-rate", str(args.restore_rate)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+", line)
-        if url is None:
-            raise SystemExit(f"sandbox did not start: {line!r}")
-        with tempfile.TemporaryDirectory() as tmp:
-            key = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-            project = Project(Path(tmp), ProjectConfig(), f"sqlite:///{tmp}/hub.db")
-            service = Partnersync(project, vault=Vault.parse(key))
-            service.add_account(
-                name="bench", platform="shopify", base_url=url.group(0),
-                secrets={"access_token": token}, allow_loopback=True,
+    options = [
+        "--products",
+        str(args.products),
+        "--orders",
+        str(args.orders),
+        "--restore-rate",
+        str(args.restore_rate),
+    ]
+    with sandbox_process(token, *options) as (url, pid), tempfile.TemporaryDirectory() as tmp:
+        key = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        project = Project(Path(tmp), ProjectConfig(), f"sqlite:///{tmp}/hub.db")
+        service = Partnersync(project, vault=Vault.parse(key))
+        service.add_account(
+            name="bench",
+            platform="shopify",
+            base_url=url,
+            secrets={"access_token": token},
+            allow_loopback=True,
+        )
+        print(
+            f"{'entity':<10} {'records':>8} {'seconds':>8} {'rec/s':>8} {'requests':>8} "
+            f"{'ours cpu':>9} {'sandbox cpu':>11}"
+        )
+        for entity in ("products", "inventory", "orders"):
+            sandbox_before = cpu_seconds(pid)
+            ours_before = time.process_time()
+            started = time.perf_counter()
+            summary = anyio.run(service.pull, "bench", entity)
+            wall = time.perf_counter() - started
+            ours = time.process_time() - ours_before
+            theirs = cpu_seconds(pid) - sandbox_before
+            records = summary.progress.fetched
+            flag = "  (sandbox-bound: invalid)" if theirs > 0.8 * wall else ""
+            print(
+                f"{entity:<10} {records:>8} {wall:>8.2f} {records / wall:>8.0f} "
+                f"{summary.progress.requests:>8} {ours:>8.2f}s {theirs:>10.2f}s{flag}"
             )
-            print(f"{'entity':<10} {'records':>8} {'seconds':>8} {'rec/s':>8} {'requests':>8} "
-                  f"{'ours cpu':>9} {'sandbox cpu':>11}")
-            for entity in ("products", "inventory", "orders"):
-                sandbox_before = cpu_seconds(server.pid)
-                ours_before = time.process_time()
-                started = time.perf_counter()
-                summary = anyio.run(service.pull, "bench", entity)
-                wall = time.perf_counter() - started
-                ours = time.process_time() - ours_before
-                theirs = cpu_seconds(server.pid) - sandbox_before
-                records = summary.progress.fetched
-                flag = "  (sandbox-bound: invalid)" if theirs > 0.8 * wall else ""
-                print(f"{entity:<10} {records:>8} {wall:>8.2f} {records / wall:>8.0f} "
-                      f"{summary.progress.requests:>8} {ours:>8.2f}s {theirs:>10.2f}s{flag}")
-            service.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        service.close()
 
 
 if __name__ == "__main__":

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import re
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +25,7 @@ from partnersync.service import Partnersync
 from partnersync.sync.push import PushOptions
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pull_throughput import cpu_seconds  # noqa: E402
+from pull_throughput import cpu_seconds, sandbox_process
 
 
 def main() -> None:
@@ -35,50 +33,53 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=1000)
     args = parser.parse_args()
     token = secrets.token_urlsafe(16)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "partnersync", "sandbox", "serve", "--token", token,
-         "--products", str(args.products), "--orders", "1", "--restore-rate", "1000000"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert server.stdout is not None
-        url = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline())
-        if url is None:
-            raise SystemExit("sandbox did not start")
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            key = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-            service = Partnersync(
-                Project(root, ProjectConfig(), f"sqlite:///{root}/hub.db"), vault=Vault.parse(key)
-            )
-            service.add_account(name="shop", platform="shopify", base_url=url.group(0),
-                                secrets={"access_token": token}, allow_loopback=True)
-            drop = FileSandbox(directory=root / "drop", skus=0, files=0).start()
-            service.add_account(name="erp", platform="file", base_url=str(drop.directory), secrets={})
-            anyio.run(service.pull, "shop", "inventory")
-            levels = service.store.records_of("shop", "inventory")
-            drop.write("inventory/stock.csv", [
-                {"sku": r.data["sku"], "location": r.data["location_name"],
-                 "available": (n * 7) % 50 + 3}
+    options = ["--products", str(args.products), "--orders", "1", "--restore-rate", "1000000"]
+    with sandbox_process(token, *options) as (url, pid), tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        key = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        service = Partnersync(
+            Project(root, ProjectConfig(), f"sqlite:///{root}/hub.db"), vault=Vault.parse(key)
+        )
+        service.add_account(
+            name="shop",
+            platform="shopify",
+            base_url=url,
+            secrets={"access_token": token},
+            allow_loopback=True,
+        )
+        drop = FileSandbox(directory=root / "drop", skus=0, files=0).start()
+        service.add_account(name="erp", platform="file", base_url=str(drop.directory), secrets={})
+        anyio.run(service.pull, "shop", "inventory")
+        levels = service.store.records_of("shop", "inventory")
+        drop.write(
+            "inventory/stock.csv",
+            [
+                {
+                    "sku": r.data["sku"],
+                    "location": r.data["location_name"],
+                    "available": (n * 7) % 50 + 3,
+                }
                 for n, r in enumerate(levels)
-            ])
-            anyio.run(service.pull, "erp", "inventory")
-            options = PushOptions(sources=("erp",), buffer=2, force=True)
-            print(f"{'push':<8} {'levels':>7} {'writes':>7} {'seconds':>8} {'writes/s':>9} "
-                  f"{'requests':>8} {'ours cpu':>9} {'sandbox cpu':>11}")
-            for label in ("first", "again"):
-                sandbox_before, ours_before = cpu_seconds(server.pid), time.process_time()
-                started = time.perf_counter()
-                summary = anyio.run(lambda: service.push("shop", "inventory", options))
-                wall = time.perf_counter() - started
-                print(f"{label:<8} {len(levels):>7} {summary.updated:>7} {wall:>8.2f} "
-                      f"{summary.updated / wall:>9.0f} {summary.requests:>8} "
-                      f"{time.process_time() - ours_before:>8.2f}s "
-                      f"{cpu_seconds(server.pid) - sandbox_before:>10.2f}s")
-            service.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+            ],
+        )
+        anyio.run(service.pull, "erp", "inventory")
+        options = PushOptions(sources=("erp",), buffer=2, force=True)
+        print(
+            f"{'push':<8} {'levels':>7} {'writes':>7} {'seconds':>8} {'writes/s':>9} "
+            f"{'requests':>8} {'ours cpu':>9} {'sandbox cpu':>11}"
+        )
+        for label in ("first", "again"):
+            sandbox_before, ours_before = cpu_seconds(pid), time.process_time()
+            started = time.perf_counter()
+            summary = anyio.run(lambda: service.push("shop", "inventory", options))
+            wall = time.perf_counter() - started
+            print(
+                f"{label:<8} {len(levels):>7} {summary.updated:>7} {wall:>8.2f} "
+                f"{summary.updated / wall:>9.0f} {summary.requests:>8} "
+                f"{time.process_time() - ours_before:>8.2f}s "
+                f"{cpu_seconds(pid) - sandbox_before:>10.2f}s"
+            )
+        service.close()
 
 
 if __name__ == "__main__":
