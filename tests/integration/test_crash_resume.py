@@ -38,7 +38,11 @@ def run_cli(
 
 @pytest.mark.parametrize(
     "failpoint",
-    ["after_http:3", "before_page_commit:3", "after_page_commit:2", "after_page_commit:5"],
+    [
+        f"{point}:{page}"
+        for point in ("after_http", "before_page_commit", "after_page_commit")
+        for page in (1, 3, 5)
+    ],
 )
 def test_killed_pull_resumes_with_every_record_exactly_once(
     tmp_path: Path, shop: ShopifySandbox, failpoint: str

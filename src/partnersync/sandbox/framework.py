@@ -11,6 +11,7 @@ Servers bind 127.0.0.1 on a free port (or the port given) and run in a daemon th
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -84,6 +85,8 @@ class Faults:
     fail_next: deque[int] = field(default_factory=deque)
     after_request: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     drop_after_commit: dict[str, int] = field(default_factory=dict)
+    drop_rates: dict[str, float] = field(default_factory=dict)
+    _random: random.Random = field(default_factory=random.Random)
 
     def fail(self, status: int, times: int = 1) -> None:
         """Answer the next ``times`` protocol requests with ``status``."""
@@ -93,13 +96,20 @@ class Faults:
         """Apply the next ``times`` ``operation`` writes, then drop the connection unanswered."""
         self.drop_after_commit[operation] = self.drop_after_commit.get(operation, 0) + times
 
+    def drop_rate(self, operation: str, rate: float, *, seed: int | None = None) -> None:
+        """Drop each ``operation`` answer with probability ``rate`` (after applying the write)."""
+        self.drop_rates[operation] = rate
+        if seed is not None:
+            self._random.seed(seed)
+
     def take_drop(self, operation: str) -> bool:
-        """Whether this ``operation``'s response is to be dropped (consumes one)."""
+        """Whether this ``operation``'s response is to be dropped (consumes a counted drop)."""
         left = self.drop_after_commit.get(operation, 0)
-        if left <= 0:
-            return False
-        self.drop_after_commit[operation] = left - 1
-        return True
+        if left > 0:
+            self.drop_after_commit[operation] = left - 1
+            return True
+        rate = self.drop_rates.get(operation, 0.0)
+        return rate > 0 and self._random.random() < rate
 
 
 class RequestLog:

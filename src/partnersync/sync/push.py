@@ -323,12 +323,23 @@ def _plan_product(
     baseline = store.get_baseline(plan.target, "products", key)
     desired = product_fields(hub)
     if copy is None:
+        # Not seen on the target since our last write: what we wrote (the baseline) is the
+        # best knowledge of what it holds.
+        known = baseline if bound and baseline is not None else {}
+        unknown = [
+            FieldChange(name, known.get(name), value)
+            for name, value in desired.items()
+            if name not in known or known[name] != value
+        ]
+        if not unknown:
+            plan.unchanged += 1
+            return
         plan.writes.append(
             PlannedWrite(
                 key=key,
                 label=str(hub.get("handle") or key),
                 operation="upsert_product",
-                changes=[FieldChange(name, None, value) for name, value in desired.items()],
+                changes=unknown,
                 payload={
                     "product": hub,
                     "external_id": bound,
@@ -767,17 +778,43 @@ class PushEngine:
             except ConnectorError as exc:
                 # A lost answer or a server error may hide an applied write: wait, then look
                 # at the platform before writing again.
-                if exc.action is not Action.RETRY or attempt == WRITE_ATTEMPTS - 1:
+                if exc.action is not Action.RETRY:
                     raise
-                self.store.mark_outbox([entry.id], "sending", error=str(exc), attempt=True)
-                await self.clock.sleep(WRITE_BACKOFF * 2**attempt)
-                continue
+                if attempt == WRITE_ATTEMPTS - 1:
+                    landed = await self._landed(connector, plan, entry)
+                    if landed is None:
+                        raise
+                    result = landed
+                else:
+                    self.store.mark_outbox([entry.id], "sending", error=str(exc), attempt=True)
+                    await self.clock.sleep(WRITE_BACKOFF * 2**attempt)
+                    continue
             self.store.mark_outbox([entry.id], "done", result=result)
             if entry.payload.get("_creates"):
                 summary.created += 1
             else:
                 summary.updated += 1
             return
+
+    async def _landed(self, connector: Connector, plan: PushPlan, entry: OutboxEntry) -> str | None:
+        """After the last lost answer: did a create land after all? (Updates cannot tell.)"""
+        payload = entry.payload
+        if plan.entity == "products":
+            handle = payload["product"].get("handle")
+            if payload.get("external_id") or not handle:
+                return None
+            found = await connector.find_product(handle)
+            if found is None:
+                return None
+            self.store.bind(plan.target, "products", entry.canonical_key, found.external_id)
+            self.store.set_baseline(plan.target, "products", entry.canonical_key, payload["fields"])
+            return found.external_id
+        shipment = Shipment.model_validate(payload["shipment"])
+        order_id = str(payload["order_external_id"])
+        fulfillment = await connector.find_fulfillment(order_id, shipment.tracking_number)
+        if fulfillment is not None:
+            self._note_fulfillment(plan.target, order_id, fulfillment, shipment)
+        return fulfillment
 
     async def _deliver_product(
         self, connector: Connector, plan: PushPlan, entry: OutboxEntry, verify: bool
