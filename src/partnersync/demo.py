@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -114,6 +116,8 @@ def run_demo(directory: Path, console: Console) -> None:
             f"dead letter {letter['id']}: {letter['entity']} {letter['external_id']} "
             f"field [bold]{letter['field']}[/]: {letter['reason']}"
         )
+    invoked = sys.argv[0]
+    program = os.path.relpath(invoked) if invoked.endswith("partnersync") else "partnersync"
     console.print(
         f"\nEverything is kept under {root}:\n"
         f"  project file  {root / 'partnersync.toml'}\n"
@@ -121,5 +125,5 @@ def run_demo(directory: Path, console: Console) -> None:
         f"  log           {project.log_file}\n"
         f"  sandbox log   {request_log}\n"
         f"  file drop     {root / 'drop'} (stock in, orders out)\n"
-        f"Try: partnersync -p {directory} runs list · partnersync -p {directory} dlq list"
+        f"Try: {program} -p {directory} runs list · {program} -p {directory} dlq list"
     )
