@@ -348,3 +348,39 @@ async def test_a_lost_inventory_answer_is_retried_with_the_same_key_and_applied_
     sent = [e for e in shop.log.entries if e.get("op") == "SetInventory"]
     assert len(sent) == 2
     assert sent[0].get("dropped")
+
+
+async def test_product_update_adds_new_variants_and_keeps_fields_the_source_lacks(
+    service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
+) -> None:
+    await service.pull("shop", "products")
+    existing = next(p for p in shop.data.tables["products"].values() if len(p["_variants"]) == 1)
+    variant = shop.data.tables["variants"][existing["_variants"][0]]
+    tags = list(existing["tags"])
+    drop.write(
+        "products/update.csv",
+        [
+            {
+                "handle": existing["handle"],
+                "title": "Renamed",
+                "sku": variant["sku"],
+                "price": variant["price"],
+            },
+            {
+                "handle": existing["handle"],
+                "title": "Renamed",
+                "sku": "BRAND-NEW-1",
+                "price": "5.00",
+            },
+        ],
+    )
+    await service.pull(erp, "products")
+    summary = await service.push("shop", "products", PushOptions(sources=(erp,)))
+    assert summary.status == "succeeded", summary.error
+    assert summary.updated == 1
+    product = shop.data.tables["products"][existing["id"]]
+    skus_now = sorted(shop.data.tables["variants"][v]["sku"] for v in product["_variants"])
+    assert skus_now == sorted([variant["sku"], "BRAND-NEW-1"])
+    assert existing["_variants"][0] in product["_variants"]  # updated in place, not recreated
+    assert product["title"] == "Renamed"
+    assert product["tags"] == tags  # the CSV has no tags column: the shop's tags stay

@@ -273,9 +273,16 @@ def _amount(value: Any) -> str:
     return format(Decimal(str(value)).normalize(), "f")
 
 
-def _apply_fields(product: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+def _apply_fields(
+    product: dict[str, Any], values: Mapping[str, Any], hub: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The platform's product with the chosen values; variants only the hub has are added."""
     merged = dict(product)
     variants = [dict(v) for v in product.get("variants") or []]
+    present = {v.get("sku") for v in variants}
+    for variant in hub.get("variants") or []:
+        if variant.get("sku") and variant["sku"] not in present:
+            variants.append({**variant, "position": len(variants) + 1})
     for name, value in values.items():
         if not name.startswith("variants["):
             merged[name] = value
@@ -321,7 +328,8 @@ def _plan_product(
     bound = store.get_binding(plan.target, "products", key)
     copy = by_id.get(bound) if bound else by_handle.get(hub.get("handle"))
     baseline = store.get_baseline(plan.target, "products", key)
-    desired = product_fields(hub)
+    # A value the source does not have (empty) leaves the platform's value alone.
+    desired = {k: v for k, v in product_fields(hub).items() if v not in (None, "", [])}
     if copy is None:
         # Not seen on the target since our last write: what we wrote (the baseline) is the
         # best knowledge of what it holds.
@@ -393,7 +401,7 @@ def _plan_product(
             plan.adoptions.append((key, copy.external_id, final))
         return
     merged = _apply_fields(
-        {**copy.data, "handle": copy.data.get("handle") or hub.get("handle")}, final
+        {**copy.data, "handle": copy.data.get("handle") or hub.get("handle")}, final, hub
     )
     plan.writes.append(
         PlannedWrite(
