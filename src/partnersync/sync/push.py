@@ -315,6 +315,51 @@ def plan_products(store: HubStore, target: str, options: PushOptions) -> PushPla
     return plan
 
 
+def _product_write(
+    record: HubRecord,
+    changes: list[FieldChange],
+    payload: dict[str, Any],
+    *,
+    creates: bool = False,
+    drastic: bool = False,
+) -> PlannedWrite:
+    return PlannedWrite(
+        key=record.canonical_key,
+        label=str(record.data.get("handle") or record.canonical_key),
+        operation="upsert_product",
+        changes=changes,
+        payload=payload,
+        source_ref=record.source_ref,
+        creates=creates,
+        drastic=drastic,
+    )
+
+
+def _winner(
+    plan: PushPlan,
+    options: PushOptions,
+    key: str,
+    name: str,
+    values: tuple[Any, Any],
+    baseline: Mapping[str, Any] | None,
+    hub_is_newer: bool,
+) -> str:
+    """Who keeps a field whose hub and platform values differ (recording a conflict)."""
+    hub_value, platform_value = values
+    base = baseline.get(name) if baseline is not None else None
+    hub_changed = baseline is None or hub_value != base
+    platform_changed = baseline is not None and platform_value != base
+    if not hub_changed:
+        return "platform"
+    if not platform_changed:
+        # Only the hub changed it, or nothing is known yet and the owner decides.
+        return "hub" if baseline is not None or options.owner(name) != "platform" else "platform"
+    policy = options.owner(name)
+    winner = policy if policy != "newest" else ("hub" if hub_is_newer else "platform")
+    plan.conflicts.append(Conflict(key, name, hub_value, platform_value, base, policy, winner))
+    return winner
+
+
 def _plan_product(
     store: HubStore,
     plan: PushPlan,
@@ -342,59 +387,23 @@ def _plan_product(
         if not unknown:
             plan.unchanged += 1
             return
-        plan.writes.append(
-            PlannedWrite(
-                key=key,
-                label=str(hub.get("handle") or key),
-                operation="upsert_product",
-                changes=unknown,
-                payload={
-                    "product": hub,
-                    "external_id": bound,
-                    "variant_ids": {},
-                    "fields": desired,
-                },
-                source_ref=record.source_ref,
-                creates=bound is None,
-            )
-        )
+        payload = {"product": hub, "external_id": bound, "variant_ids": {}, "fields": desired}
+        plan.writes.append(_product_write(record, unknown, payload, creates=bound is None))
         return
     current = product_fields(copy.data)
+    hub_is_newer = str(hub.get("updated_at")) >= str(copy.data.get("updated_at"))
     final = dict(current)
     changes: list[FieldChange] = []
-    drastic = False
     for name, hub_value in desired.items():
         platform_value = current.get(name)
-        if hub_value == platform_value or name not in current:
-            final[name] = hub_value
-            if name not in current:
-                changes.append(FieldChange(name, None, hub_value))
+        if name in current and hub_value == platform_value:
             continue
-        base = baseline.get(name) if baseline is not None else None
-        hub_changed = baseline is None or hub_value != base
-        platform_changed = baseline is not None and platform_value != base
-        if hub_changed and platform_changed:
-            policy = options.owner(name)
-            winner = policy
-            if policy == "newest":
-                winner = (
-                    "hub"
-                    if str(hub.get("updated_at")) >= str(copy.data.get("updated_at"))
-                    else "platform"
-                )
-            plan.conflicts.append(
-                Conflict(key, name, hub_value, platform_value, base, policy, winner)
-            )
-        elif hub_changed:
-            winner = (
-                "hub" if baseline is not None or options.owner(name) != "platform" else "platform"
-            )
-        else:
-            winner = "platform"
-        if winner == "hub":
-            final[name] = hub_value
-            changes.append(FieldChange(name, platform_value, hub_value))
-            drastic = drastic or _halved(name, platform_value, hub_value)
+        if name in current:
+            pair = (hub_value, platform_value)
+            if _winner(plan, options, key, name, pair, baseline, hub_is_newer) != "hub":
+                continue
+        final[name] = hub_value
+        changes.append(FieldChange(name, platform_value, hub_value))
     if not changes:
         plan.unchanged += 1
         if baseline is None or bound is None:
@@ -403,26 +412,17 @@ def _plan_product(
     merged = _apply_fields(
         {**copy.data, "handle": copy.data.get("handle") or hub.get("handle")}, final, hub
     )
-    plan.writes.append(
-        PlannedWrite(
-            key=key,
-            label=str(hub.get("handle") or key),
-            operation="upsert_product",
-            changes=changes,
-            payload={
-                "product": merged,
-                "external_id": copy.external_id,
-                "variant_ids": {
-                    v["sku"]: v["external_id"]
-                    for v in copy.data.get("variants") or []
-                    if v.get("sku")
-                },
-                "fields": final,
-            },
-            source_ref=record.source_ref,
-            drastic=drastic,
-        )
-    )
+    variant_ids = {
+        v["sku"]: v["external_id"] for v in copy.data.get("variants") or [] if v.get("sku")
+    }
+    payload = {
+        "product": merged,
+        "external_id": copy.external_id,
+        "variant_ids": variant_ids,
+        "fields": final,
+    }
+    drastic = any(_halved(c.field, c.current, c.new) for c in changes)
+    plan.writes.append(_product_write(record, changes, payload, drastic=drastic))
 
 
 def _halved(name: str, old: Any, new: Any) -> bool:
