@@ -309,9 +309,14 @@ def plan_products(store: HubStore, target: str, options: PushOptions) -> PushPla
     plan.target_records = len(copies)
     by_id = {r.external_id: r for r in copies}
     by_handle = {r.data.get("handle"): r for r in copies if r.data.get("handle")}
+    bindings = store.bindings(target, "products")
+    baselines = store.baselines(target, "products")
     for source in options.sources:
         for record in store.records_of(source, "products"):
-            _plan_product(store, plan, options, record, by_id, by_handle)
+            key = record.canonical_key
+            bound = bindings.get(key)
+            copy = by_id.get(bound) if bound else by_handle.get(record.data.get("handle"))
+            _plan_product(plan, options, record, copy, bound, baselines.get(key))
     return plan
 
 
@@ -361,18 +366,16 @@ def _winner(
 
 
 def _plan_product(
-    store: HubStore,
     plan: PushPlan,
     options: PushOptions,
     record: HubRecord,
-    by_id: Mapping[str, HubRecord],
-    by_handle: Mapping[str, HubRecord],
+    copy: HubRecord | None,
+    bound: str | None,
+    baseline: Mapping[str, Any] | None,
 ) -> None:
+    """Plan one hub product against the target's copy (if known) and the last baseline."""
     hub = record.data
     key = record.canonical_key
-    bound = store.get_binding(plan.target, "products", key)
-    copy = by_id.get(bound) if bound else by_handle.get(hub.get("handle"))
-    baseline = store.get_baseline(plan.target, "products", key)
     # A value the source does not have (empty) leaves the platform's value alone.
     desired = {k: v for k, v in product_fields(hub).items() if v not in (None, "", [])}
     if copy is None:

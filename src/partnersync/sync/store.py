@@ -647,6 +647,26 @@ class HubStore:
             ).scalar_one_or_none()
         return value
 
+    def bindings(self, target: str, entity: str) -> dict[str, str]:
+        """Every binding of ``entity`` to ``target``: canonical key → the target's id."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(_bindings.c.canonical_key, _bindings.c.external_id).where(
+                    _bindings.c.target_account == target, _bindings.c.entity == entity
+                )
+            )
+            return {row.canonical_key: row.external_id for row in rows}
+
+    def baselines(self, target: str, entity: str) -> dict[str, dict[str, Any]]:
+        """Every baseline of ``entity`` on ``target``, by canonical key."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(_baselines.c.canonical_key, _baselines.c.data).where(
+                    _baselines.c.target_account == target, _baselines.c.entity == entity
+                )
+            )
+            return {row.canonical_key: dict(orjson.loads(row.data)) for row in rows}
+
     def bind(self, target: str, entity: str, canonical_key: str, external_id: str) -> None:
         """Point a hub record at the target's record (replacing an older binding of either)."""
         with self.transaction() as connection:
@@ -670,18 +690,6 @@ class HubStore:
                     }
                 ],
             )
-
-    def get_baseline(self, target: str, entity: str, canonical_key: str) -> dict[str, Any] | None:
-        """Field values last agreed with the target."""
-        with self.transaction() as connection:
-            raw = connection.execute(
-                select(_baselines.c.data).where(
-                    _baselines.c.target_account == target,
-                    _baselines.c.entity == entity,
-                    _baselines.c.canonical_key == canonical_key,
-                )
-            ).scalar_one_or_none()
-        return None if raw is None else dict(orjson.loads(raw))
 
     def set_baseline(
         self, target: str, entity: str, canonical_key: str, data: dict[str, Any]
