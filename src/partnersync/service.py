@@ -13,13 +13,13 @@ import httpx
 
 from partnersync.auth.vault import Vault
 from partnersync.clock import Clock, SystemClock
-from partnersync.config import Project, validate_base_url, validate_directory
+from partnersync.config import JobConfig, Project, validate_base_url, validate_directory
 from partnersync.connectors.base import AccountInfo, Connector, ConnectorSpec
 from partnersync.connectors.registry import ConnectorRegistry
-from partnersync.errors import ConfigError, MappingError
+from partnersync.errors import ConfigError, ConnectorError, MappingError
 from partnersync.logs import RedactingFilter
 from partnersync.mapping.mapper import MapContext
-from partnersync.sync.engine import PullEngine, PullOptions, PullProgress, RunSummary
+from partnersync.sync.engine import PullEngine, PullOptions, PullProgress, RunSummary, parse_cursor
 from partnersync.sync.push import TARGET_STATE, PushEngine, PushOptions, PushSummary
 from partnersync.sync.store import HubStore, MappedRecord, content_hash
 
@@ -162,45 +162,70 @@ class Partnersync:
         return summary
 
     # -- push and jobs ---------------------------------------------------------------------
+    def _job_for(
+        self, target: str, entity: str, sources: Sequence[str]
+    ) -> tuple[str, JobConfig] | None:
+        """The one job pushing ``entity`` to ``target`` (from ``sources``, when named)."""
+        matching = [
+            (name, job)
+            for name, job in self.project.config.jobs.items()
+            if job.entity == entity
+            and target in job.targets
+            and (not sources or set(job.sources) == set(sources))
+        ]
+        if len(matching) > 1:
+            names = ", ".join(name for name, _ in matching)
+            raise ConfigError(
+                f"jobs {names} all push {entity} to {target}, each with its own settings: run "
+                "one with `partnersync sync run JOB`, or name the sources with --from"
+            )
+        return matching[0] if matching else None
+
     def push_options(
         self,
         target: str,
         entity: str,
         *,
+        job: str | None = None,
         sources: Sequence[str] = (),
         dry_run: bool = False,
         force: bool = False,
         buffer: int | None = None,
         allocation: Decimal | None = None,
     ) -> PushOptions:
-        """Options for pushing ``entity`` to ``target``: from the job that does it, then flags."""
-        job = next(
-            (
-                j
-                for j in self.project.config.jobs.values()
-                if j.entity == entity and target in j.targets
-            ),
-            None,
-        )
-        chosen = tuple(sources) or (tuple(job.sources) if job else ())
+        """Options for pushing ``entity`` to ``target``: from the job named (or the one job
+        that does it), then flags. Never another job's settings."""
+        if job is not None:
+            config = self.project.config.jobs.get(job)
+            if config is None:
+                raise ConfigError(f"no job {job!r}; jobs: {sorted(self.project.config.jobs)}")
+            found: tuple[str, JobConfig] | None = (job, config)
+        else:
+            found = self._job_for(target, entity, sources)
+        name, config = found if found else (None, None)
+        chosen = tuple(sources) or (tuple(config.sources) if config else ())
         if not chosen:
             raise ConfigError(
                 f"no source for {entity} to {target}: pass --from ACCOUNT or define a job"
             )
-        for name in chosen:
-            self.account(name)
+        for account in chosen:
+            self.account(account)
         return PushOptions(
             sources=chosen,
             dry_run=dry_run,
             force=force,
-            buffer=buffer if buffer is not None else (job.buffer if job else 0),
+            buffer=buffer if buffer is not None else (config.buffer if config else 0),
             allocation=allocation
             if allocation is not None
-            else (job.allocation_by_target.get(target, job.allocation) if job else Decimal(1)),
-            locations=dict(job.locations) if job else {},
-            max_drastic_share=job.max_drastic_share if job else 0.2,
-            ownership=dict(job.ownership) if job else {},
-            default_owner=job.default_owner if job else "hub",
+            else (
+                config.allocation_by_target.get(target, config.allocation) if config else Decimal(1)
+            ),
+            locations=dict(config.locations) if config else {},
+            max_drastic_share=config.max_drastic_share if config else 0.2,
+            ownership=dict(config.ownership) if config else {},
+            default_owner=config.default_owner if config else "hub",
+            job=name,
+            targets=tuple(config.targets) if config else (target,),
         )
 
     async def push(
@@ -209,9 +234,17 @@ class Partnersync:
         entity: str,
         options: PushOptions,
         *,
+        refresh: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> PushSummary:
-        """Push hub state of ``entity`` to ``target``."""
+        """Push hub state of ``entity`` to ``target``.
+
+        ``refresh`` first pulls what the target holds (incrementally), so the plan compares
+        against the platform as it is now; a push never writes over what it has not read.
+        """
+        state = TARGET_STATE.get(entity)
+        if refresh and state is not None:
+            await self._refresh(target, state, transport)
         connector, spec = self.connector(target, transport=transport)
         engine = PushEngine(self.store, clock=self.clock)
         async with connector:
@@ -221,13 +254,27 @@ class Partnersync:
         log.info("push run %s %s/%s %s", summary.run_id, target, entity, summary.status)
         return summary
 
+    async def _refresh(
+        self, target: str, entity: str, transport: httpx.AsyncBaseTransport | None = None
+    ) -> RunSummary:
+        summary = await self.pull(target, entity, transport=transport)
+        if summary.status == "failed":
+            raise ConnectorError(
+                f"could not read {target}'s {entity} before pushing, so nothing was written: "
+                f"{summary.error}"
+            )
+        return summary
+
     async def run_job(
         self, name: str, *, dry_run: bool = False, force: bool = False
     ) -> list[RunSummary | PushSummary]:
-        """Pull the job's sources, refresh its targets, push to each target."""
+        """Pull the job's sources, refresh its targets, push to each target with the job's
+        own settings."""
         job = self.project.config.jobs.get(name)
         if job is None:
             raise ConfigError(f"no job {name!r}; jobs: {sorted(self.project.config.jobs)}")
+        for account in [*job.sources, *job.targets]:
+            self.account(account)  # every account exists before anything runs
         results: list[RunSummary | PushSummary] = []
         if job.pull_sources:
             for source in job.sources:
@@ -235,35 +282,58 @@ class Partnersync:
         state = TARGET_STATE[job.entity]
         for target in job.targets:
             if job.refresh_targets and state is not None:
-                results.append(await self.pull(target, state))
-            options = self.push_options(target, job.entity, dry_run=dry_run, force=force)
-            results.append(await self.push(target, job.entity, options))
+                results.append(await self._refresh(target, state))
+            options = self.push_options(target, job.entity, job=name, dry_run=dry_run, force=force)
+            results.append(await self.push(target, job.entity, options, refresh=False))
         return results
 
     async def replay(self, letter_ids: Sequence[int]) -> list[tuple[int, str]]:
-        """Retry dead letters; returns (id, what happened) for each."""
+        """Retry dead letters from the current state; returns (id, what happened) for each.
+
+        Pull letters: only the newest letter of a record is mapped again, and it is stored only
+        if the hub holds nothing newer. Push letters: the write is planned again from the
+        current hub and platform state (never its old snapshot re-sent).
+        """
+        letters = sorted((self.store.get_dead_letter(i) for i in letter_ids), key=lambda d: d["id"])
+        newest: dict[tuple[str, str, str | None], int] = {}
+        for letter in letters:
+            if letter["direction"] != "push" and not letter["resolved_at"]:
+                newest[(letter["account"], letter["entity"], letter["external_id"])] = letter["id"]
         outcomes: list[tuple[int, str]] = []
-        reopened: set[tuple[str, str]] = set()
-        for letter_id in letter_ids:
-            letter = self.store.get_dead_letter(letter_id)
+        replans: dict[tuple[str, str, str | None, tuple[str, ...]], None] = {}
+        for letter in letters:
+            letter_id = int(letter["id"])
+            record = (letter["account"], letter["entity"], letter["external_id"])
             if letter["resolved_at"]:
                 outcomes.append((letter_id, "already resolved"))
-            elif letter["direction"] == "push" and letter["outbox_id"]:
-                reopened.add(self.store.reopen_outbox(int(letter["outbox_id"])))
-                self.store.resolve_dead_letter(letter_id)
-                outcomes.append((letter_id, "write queued again"))
             elif letter["direction"] == "push":
+                if letter["outbox_id"]:
+                    _, _, entry = self.store.outbox_entry(int(letter["outbox_id"]))
+                    if entry.open:
+                        self.store.mark_outbox([entry.id], "superseded")
+                    payload = entry.payload
+                else:  # a record the push could not place
+                    payload = self.store.dead_letter_payload(letter_id)
+                described = (payload.get("_options") if isinstance(payload, dict) else None) or {}
+                if described.get("sources"):
+                    job, sources = described.get("job"), tuple(described["sources"])
+                    replans[(letter["account"], letter["entity"], job, sources)] = None
+                    outcomes.append((letter_id, "planned again from the current state"))
+                else:
+                    outcomes.append((letter_id, "dismissed: the next push plans it again"))
                 self.store.resolve_dead_letter(letter_id)
-                outcomes.append((letter_id, "dismissed: the next push plans it again"))
+            elif newest[record] != letter_id:
+                self.store.resolve_dead_letter(letter_id)
+                outcomes.append(
+                    (letter_id, f"dismissed: dead letter {newest[record]} holds a newer version")
+                )
             else:
                 outcomes.append((letter_id, await self._replay_pull(letter)))
-        for target, entity in sorted(reopened):
-            connector, _ = self.connector(target)
-            async with connector:
-                summary = await PushEngine(self.store, clock=self.clock).send_open(
-                    connector, entity, PushOptions()
-                )
-            outcomes.append((0, f"{target}/{entity} replay run {summary.run_id}: {summary.status}"))
+        for target, entity, job, sources in replans:
+            known_job = job if job in self.project.config.jobs else None
+            options = self.push_options(target, entity, job=known_job, sources=sources)
+            summary = await self.push(target, entity, options)
+            outcomes.append((0, f"{target}/{entity} push run {summary.run_id}: {summary.status}"))
         return outcomes
 
     async def _replay_pull(self, letter: dict[str, Any]) -> str:
@@ -280,6 +350,11 @@ class Partnersync:
             return f"still fails: field {exc.field!r}: {exc.reason}"
         data = record.model_dump_json().encode()
         stamp = getattr(record, "updated_at", None)
+        held = self.store.find_record(account, entity, record.origin.external_id)
+        held_stamp = parse_cursor(held["source_updated_at"]) if held else None
+        if stamp is not None and held_stamp is not None and held_stamp > stamp:
+            self.store.resolve_dead_letter(int(letter["id"]))
+            return f"dismissed: the hub already holds a newer version (updated {held_stamp})"
         run_id = self.store.start_run(
             account=account,
             entity=entity,

@@ -11,6 +11,7 @@ import pytest
 
 from partnersync.sandbox.files import FileSandbox
 from partnersync.sandbox.shopify import ShopifySandbox
+from partnersync.sandbox.shopify.mutations import fulfillment_orders
 from partnersync.service import Partnersync
 from partnersync.sync.push import MassChangeError, PushOptions, pushed_quantity
 
@@ -124,7 +125,8 @@ async def test_a_level_that_changed_on_the_platform_is_reread_never_overwritten_
     await service.pull(erp, "inventory")
     shop.log.clear()
 
-    summary = await service.push("shop", "inventory", PushOptions(sources=(erp,)))
+    # No refresh: the level changes between our read and our write.
+    summary = await service.push("shop", "inventory", PushOptions(sources=(erp,)), refresh=False)
 
     assert summary.status == "succeeded"
     assert level(shop, sku)["quantities"]["available"] == 9
@@ -319,11 +321,12 @@ async def test_failed_write_goes_to_dead_letters_and_replay_sends_it(
     assert summary.status == "partial"
     [letter] = [d for d in service.store.list_dead_letters() if d["direction"] == "push"]
     assert "nothing left to fulfil" in letter["reason"]
-    # Someone reopens the fulfilment order on the platform; replay sends the stored write.
-    fulfilled["_fulfillmentOrders"][0]["status"] = "OPEN"
-    for line in fulfilled["_fulfillmentOrders"][0]["_lines"]:
+    # Someone cancels the fulfilment on the platform; replay plans the shipment again.
+    [reopened] = fulfillment_orders(fulfilled)
+    reopened["status"] = "OPEN"
+    for line in reopened["_lines"]:
         line["remainingQuantity"] = line["totalQuantity"]
-    shop.data.update("orders", fulfilled["id"])  # the platform's record changed
+    shop.data.update("orders", fulfilled["id"], {"displayFulfillmentStatus": "UNFULFILLED"})
     outcomes = await service.replay([letter["id"]])
     assert any("succeeded" in text for _, text in outcomes)
     assert any(t["number"] == "NEW-1" for f in fulfilled["fulfillments"] for t in f["trackingInfo"])

@@ -120,15 +120,20 @@ def test_orders_are_exported_exactly_once_even_when_the_export_is_killed(
     assert sorted(exported_orders(drop)) == sorted(shop.data.tables["orders"])
     assert len(exported_orders(drop)) == total
 
-    shop.data.touch("orders", 3)  # changed orders are not exported again
+    status = {o["id"]: o["displayFulfillmentStatus"] for o in shop.data.tables["orders"].values()}
+    touched = shop.data.touch("orders", 3)  # now FULFILLED: a new status goes out as an update
+    changed = sorted(i for i in touched if status[i] != "FULFILLED")
     wired("sync", "run", "orders-out")
-    assert len(exported_orders(drop)) == total
+    assert len(exported_orders(drop)) == total + len(changed)
     rows = [
         orjson.loads(line)
         for p in (drop.directory / "orders-out").glob("*.jsonl")
         for line in p.read_bytes().splitlines()
     ]
     assert {r["channel"] for r in rows} == {"shop"}
+    assert sorted(r["external_id"] for r in rows if r["event"] == "updated") == changed
+    wired("sync", "run", "orders-out")
+    assert len(exported_orders(drop)) == total + len(changed)  # nothing new: nothing written
     assert all(r["external_id"].startswith("gid://shopify/Order/") for r in rows)
     assert not list((drop.directory / "orders-out").glob(".partial-*"))
     assert SHOP_TOKEN not in "".join(wired.outputs)

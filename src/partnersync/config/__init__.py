@@ -36,7 +36,7 @@ import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -92,7 +92,11 @@ class JobConfig(_Strict):
     refresh_targets: bool = True
     buffer: int = Field(default=0, ge=0)
     allocation: Decimal = Field(default=Decimal(1), gt=0, le=1)
-    allocation_by_target: dict[str, Decimal] = Field(default_factory=dict)
+    allocation_by_target: dict[str, Annotated[Decimal, Field(gt=0, le=1)]] = Field(
+        default_factory=dict
+    )
+    """Per target share of the stock; like ``allocation``, above 0 and at most 1 (never more
+    stock offered than exists)."""
     locations: dict[str, str] = Field(default_factory=dict)
     max_drastic_share: float = Field(default=0.2, ge=0, le=1)
     ownership: dict[str, Owner] = Field(default_factory=dict)

@@ -103,11 +103,17 @@ class InventoryWrite:
 
 @dataclass(frozen=True)
 class InventoryWriteOutcome:
-    """Whether a batch of inventory writes applied; which were stale (by index) if not."""
+    """Whether a batch of inventory writes applied; if not, why, by index in the batch.
+
+    ``stale``: the compare-and-set value no longer holds (re-read, then plan again);
+    ``rejected``: the platform refuses that write whatever we send (e.g. its item is gone);
+    ``errors``: reasons the platform gave for the batch as a whole.
+    """
 
     applied: bool
     stale: tuple[int, ...] = ()
     errors: tuple[str, ...] = ()
+    rejected: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

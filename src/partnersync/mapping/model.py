@@ -121,7 +121,8 @@ class Product(CanonicalModel):
     origin: Origin
     title: str = Field(min_length=1)
     handle: str | None = None
-    status: ProductStatus
+    status: ProductStatus | None = None
+    """``None``: the source does not say (a push then leaves the platform's status alone)."""
     vendor: str | None = None
     product_type: str | None = None
     description_html: str | None = None
@@ -221,6 +222,13 @@ class Order(CanonicalModel):
     cancelled_at: UtcDateTime | None = None
 
 
+class ShipmentLine(CanonicalModel):
+    """What a parcel carries of one order line: the SKU and how many units."""
+
+    sku: str = Field(min_length=1)
+    quantity: int = Field(gt=0)
+
+
 class Shipment(CanonicalModel):
     """Tracking for an order, reported by the brand's warehouse, to be sent to the order's channel.
 
@@ -236,6 +244,8 @@ class Shipment(CanonicalModel):
     carrier: str | None = None
     tracking_number: str = Field(min_length=1)
     tracking_url: str | None = None
+    lines: list[ShipmentLine] = Field(default_factory=list)
+    """What the parcel carries; empty: whatever is left to fulfil of the order."""
     updated_at: UtcDateTime
 
 

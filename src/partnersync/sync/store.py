@@ -108,6 +108,15 @@ class OutboxEntry:
     attempts: int
     source_ref: str | None
 
+    @property
+    def open(self) -> bool:
+        """Not finished: waiting to be sent, or sent with no answer yet."""
+        return self.status in OPEN_OUTBOX
+
+
+OPEN_OUTBOX = ("pending", "sending")
+"""Outbox statuses of rows still to finish; done, dead and superseded rows have ended."""
+
 
 @dataclass(frozen=True)
 class PageOutcome:
@@ -533,6 +542,7 @@ class HubStore:
             "entity": entity,
             "content_hash": row.content_hash,
             "updated_at": row.updated_at,
+            "source_updated_at": row.source_updated_at,
             "data": self._unseal(entity, key, row.data),
         }
 
@@ -612,29 +622,6 @@ class HubStore:
             for row in rows
         ]
 
-    def patch_record(self, account: str, entity: str, external_id: str, data: Any) -> None:
-        """Replace an account's copy after a write we know the platform applied."""
-        self.patch_records(account, entity, {external_id: data})
-
-    def patch_records(self, account: str, entity: str, changes: Mapping[str, Any]) -> None:
-        """Replace several copies (external id → new canonical data) in one transaction."""
-        if not changes:
-            return
-        now = utcnow_iso()
-        with self.transaction() as connection:
-            keys = Binder(connection, now).to_internal(account, entity, changes)
-            for external_id, key in keys.items():
-                raw = orjson.dumps(changes[external_id])
-                connection.execute(
-                    update(_records)
-                    .where(_records.c.entity == entity, _records.c.canonical_key == key)
-                    .values(
-                        data=self._seal(entity, key, raw),
-                        content_hash=content_hash(raw),
-                        updated_at=now,
-                    )
-                )
-
     def get_binding(self, target: str, entity: str, canonical_key: str) -> str | None:
         """The target's id for a hub record we pushed (or adopted)."""
         with self.transaction() as connection:
@@ -667,53 +654,100 @@ class HubStore:
             )
             return {row.canonical_key: dict(orjson.loads(row.data)) for row in rows}
 
-    def bind(self, target: str, entity: str, canonical_key: str, external_id: str) -> None:
-        """Point a hub record at the target's record (replacing an older binding of either)."""
-        with self.transaction() as connection:
-            connection.execute(
-                _bindings.delete().where(
-                    _bindings.c.target_account == target,
-                    _bindings.c.entity == entity,
-                    (_bindings.c.canonical_key == canonical_key)
-                    | (_bindings.c.external_id == external_id),
-                )
-            )
-            connection.execute(
-                _bindings.insert(),
-                [
-                    {
-                        "target_account": target,
-                        "entity": entity,
-                        "canonical_key": canonical_key,
-                        "external_id": external_id,
-                        "created_at": utcnow_iso(),
-                    }
-                ],
-            )
-
-    def set_baseline(
-        self, target: str, entity: str, canonical_key: str, data: dict[str, Any]
+    def complete_writes(
+        self,
+        target: str,
+        entity: str,
+        *,
+        done: Sequence[int],
+        result: str | None = None,
+        bindings: Mapping[str, str] | None = None,
+        baselines: Mapping[str, Any] | None = None,
+        field_patches: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        """Remember the values the target now has."""
+        """In one transaction: outbox rows done, the target's ids bound to hub keys (replacing
+        older bindings of either), the agreed baselines, and fields of the target's hub copies
+        (by external id) set to what was written."""
+        now = utcnow_iso()
         with self.transaction() as connection:
-            connection.execute(
-                _baselines.delete().where(
-                    _baselines.c.target_account == target,
-                    _baselines.c.entity == entity,
-                    _baselines.c.canonical_key == canonical_key,
+            if done:
+                values: dict[str, Any] = {"status": "done", "updated_at": now}
+                if result is not None:
+                    values["result"] = result
+                connection.execute(
+                    update(_outbox).where(_outbox.c.id.in_(list(done))).values(**values)
                 )
+            for key, external_id in (bindings or {}).items():
+                connection.execute(
+                    _bindings.delete().where(
+                        _bindings.c.target_account == target,
+                        _bindings.c.entity == entity,
+                        (_bindings.c.canonical_key == key)
+                        | (_bindings.c.external_id == external_id),
+                    )
+                )
+                connection.execute(
+                    _bindings.insert(),
+                    [
+                        {
+                            "target_account": target,
+                            "entity": entity,
+                            "canonical_key": key,
+                            "external_id": external_id,
+                            "created_at": now,
+                        }
+                    ],
+                )
+            if baselines:
+                connection.execute(
+                    _baselines.delete().where(
+                        _baselines.c.target_account == target,
+                        _baselines.c.entity == entity,
+                        _baselines.c.canonical_key.in_(list(baselines)),
+                    )
+                )
+                connection.execute(
+                    _baselines.insert(),
+                    [
+                        {
+                            "target_account": target,
+                            "entity": entity,
+                            "canonical_key": key,
+                            "data": orjson.dumps(data, default=str).decode(),
+                            "updated_at": now,
+                        }
+                        for key, data in baselines.items()
+                    ],
+                )
+            if field_patches:
+                self._patch_fields(connection, target, entity, field_patches, now)
+
+    def _patch_fields(
+        self,
+        connection: Connection,
+        account: str,
+        entity: str,
+        patches: Mapping[str, Mapping[str, Any]],
+        now: str,
+    ) -> None:
+        keys = Binder(connection, now).to_internal(account, entity, patches)
+        if not keys:
+            return
+        rows = connection.execute(
+            select(_records.c.canonical_key, _records.c.data).where(
+                _records.c.entity == entity, _records.c.canonical_key.in_(list(keys.values()))
             )
+        ).all()
+        stored = {row.canonical_key: row.data for row in rows}
+        for external_id, key in keys.items():
+            if key not in stored:
+                continue
+            data = {**self._unseal(entity, key, stored[key]), **patches[external_id]}
+            raw = orjson.dumps(data)
             connection.execute(
-                _baselines.insert(),
-                [
-                    {
-                        "target_account": target,
-                        "entity": entity,
-                        "canonical_key": canonical_key,
-                        "data": orjson.dumps(data, default=str).decode(),
-                        "updated_at": utcnow_iso(),
-                    }
-                ],
+                update(_records)
+                .where(_records.c.entity == entity, _records.c.canonical_key == key)
+                .values(data=self._seal(entity, key, raw), content_hash=content_hash(raw))
             )
 
     def enqueue(
@@ -722,48 +756,64 @@ class HubStore:
         run_id: int,
         target: str,
         entity: str,
-        writes: Sequence[tuple[str, str, str, str, Any, str | None]],
+        writes: Sequence[tuple[str, str, str, Any, str | None, str]],
     ) -> list[OutboxEntry]:
-        """Add (key, operation, idempotency key, content hash, payload, source ref) rows.
+        """Outbox rows for (key, operation, content hash, payload, source ref, fresh key).
 
-        A row whose idempotency key already exists is not added again; every row is returned
-        as stored, so the caller sees what is already done.
+        A row still open for the same key and content is the same attempt: it is returned as
+        stored (with its idempotency key and state) and counted in this run. Otherwise a new
+        row is added under the fresh key. Rows come back in the order of ``writes``.
         """
         now = utcnow_iso()
-        keys = [w[2] for w in writes]
+        keys = list(dict.fromkeys(w[0] for w in writes))
         with self.transaction() as connection:
-            known = {
-                row.idempotency_key
-                for row in connection.execute(
-                    select(_outbox.c.idempotency_key).where(_outbox.c.idempotency_key.in_(keys))
+            open_rows = connection.execute(
+                select(_outbox).where(
+                    _outbox.c.target_account == target,
+                    _outbox.c.entity == entity,
+                    _outbox.c.status.in_(OPEN_OUTBOX),
+                    _outbox.c.canonical_key.in_(keys),
                 )
-            }
-            fresh = [
-                {
-                    "run_id": run_id,
-                    "target_account": target,
-                    "entity": entity,
-                    "canonical_key": key,
-                    "operation": operation,
-                    "idempotency_key": idem,
-                    "content_hash": digest,
-                    "payload": self._seal_outbox(entity, idem, payload),
-                    "status": "pending",
-                    "attempts": 0,
-                    "source_ref": source_ref,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for key, operation, idem, digest, payload, source_ref in writes
-                if idem not in known
-            ]
+            ).all()
+            by_content = {(row.canonical_key, row.content_hash): row for row in open_rows}
+            chosen: list[str] = []
+            fresh = []
+            for key, operation, digest, payload, source_ref, fresh_key in writes:
+                row = by_content.get((key, digest))
+                if row is not None:
+                    chosen.append(row.idempotency_key)
+                    continue
+                chosen.append(fresh_key)
+                fresh.append(
+                    {
+                        "run_id": run_id,
+                        "target_account": target,
+                        "entity": entity,
+                        "canonical_key": key,
+                        "operation": operation,
+                        "idempotency_key": fresh_key,
+                        "content_hash": digest,
+                        "payload": self._seal_outbox(entity, fresh_key, payload),
+                        "status": "pending",
+                        "attempts": 0,
+                        "source_ref": source_ref,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
             if fresh:
                 connection.execute(_outbox.insert(), fresh)
+            if chosen:
+                connection.execute(
+                    update(_outbox)
+                    .where(_outbox.c.idempotency_key.in_(chosen))
+                    .values(run_id=run_id)
+                )
             rows = connection.execute(
-                select(_outbox).where(_outbox.c.idempotency_key.in_(keys))
+                select(_outbox).where(_outbox.c.idempotency_key.in_(chosen))
             ).all()
         by_key = {row.idempotency_key: row for row in rows}
-        return [self._entry(entity, by_key[k]) for k in dict.fromkeys(keys)]
+        return [self._entry(entity, by_key[k]) for k in dict.fromkeys(chosen)]
 
     def _seal_outbox(self, entity: str, idempotency_key: str, payload: Any) -> str:
         text = orjson.dumps(payload, default=str).decode()
@@ -786,31 +836,50 @@ class HubStore:
             row.source_ref,
         )
 
-    def open_outbox(self, target: str, entity: str) -> list[OutboxEntry]:
-        """Rows not finished yet (pending, or sent with no answer), oldest first."""
+    def supersede_open(self, target: str, entity: str, keep: set[tuple[str, str]]) -> int:
+        """End open rows of (target, entity) whose (key, content hash) is not in ``keep``:
+        the state they aimed at is no longer wanted. Returns how many ended."""
         with self.transaction() as connection:
             rows = connection.execute(
-                select(_outbox)
-                .where(
+                select(_outbox.c.id, _outbox.c.canonical_key, _outbox.c.content_hash).where(
                     _outbox.c.target_account == target,
                     _outbox.c.entity == entity,
-                    _outbox.c.status.in_(["pending", "sending"]),
+                    _outbox.c.status.in_(OPEN_OUTBOX),
                 )
-                .order_by(_outbox.c.id)
             ).all()
-        return [self._entry(entity, row) for row in rows]
+            ended = [r.id for r in rows if (r.canonical_key, r.content_hash) not in keep]
+            if ended:
+                connection.execute(
+                    update(_outbox)
+                    .where(_outbox.c.id.in_(ended))
+                    .values(status="superseded", updated_at=utcnow_iso())
+                )
+        return len(ended)
 
-    def done_outbox_keys(self, target: str, entity: str) -> set[str]:
-        """Canonical keys already delivered to ``target``."""
+    def count_open_outbox(self, run_id: int) -> int:
+        """Rows of a run still open (neither done, dead nor superseded)."""
+        with self.transaction() as connection:
+            return int(
+                connection.execute(
+                    select(func.count())
+                    .select_from(_outbox)
+                    .where(_outbox.c.run_id == run_id, _outbox.c.status.in_(OPEN_OUTBOX))
+                ).scalar_one()
+            )
+
+    def latest_done_content(self, target: str, entity: str) -> dict[str, str]:
+        """Hub key → content hash of the newest write of it ``target`` received."""
         with self.transaction() as connection:
             rows = connection.execute(
-                select(_outbox.c.canonical_key).where(
+                select(_outbox.c.canonical_key, _outbox.c.content_hash)
+                .where(
                     _outbox.c.target_account == target,
                     _outbox.c.entity == entity,
                     _outbox.c.status == "done",
                 )
+                .order_by(_outbox.c.id)
             )
-            return {row.canonical_key for row in rows}
+            return {row.canonical_key: row.content_hash for row in rows}
 
     def mark_outbox(
         self,
@@ -837,18 +906,13 @@ class HubStore:
         with self.transaction() as connection:
             connection.execute(update(_outbox).where(_outbox.c.id.in_(list(ids))).values(**values))
 
-    def reopen_outbox(self, outbox_id: int) -> tuple[str, str]:
-        """Set a dead row back to pending (for ``dlq replay``); returns (target, entity)."""
+    def outbox_entry(self, outbox_id: int) -> tuple[str, str, OutboxEntry]:
+        """(target, entity, row) of one outbox row."""
         with self.transaction() as connection:
             row = connection.execute(select(_outbox).where(_outbox.c.id == outbox_id)).first()
-            if row is None:
-                raise StoreError(f"no outbox row {outbox_id}")
-            connection.execute(
-                update(_outbox)
-                .where(_outbox.c.id == outbox_id)
-                .values(status="pending", error=None, updated_at=utcnow_iso())
-            )
-        return row.target_account, row.entity
+        if row is None:
+            raise StoreError(f"no outbox row {outbox_id}")
+        return row.target_account, row.entity, self._entry(row.entity, row)
 
     def add_push_dead_letter(
         self,

@@ -7,13 +7,19 @@ Layout of an account's directory (``--url /path/to/drop``)::
                                  barcode, vendor, product_type, status, option_name,
                                  option_value, updated_at] — one row per variant
     fulfillments/*.csv|*.jsonl   order, carrier, tracking_number[, tracking_url, channel,
-                                 updated_at]
+                                 sku, quantity, updated_at] — rows with one order and
+                                 tracking number are one parcel; ``sku``/``quantity`` say
+                                 what it carries (one row per line)
     orders-out/                  orders exported for the ERP/WMS (written by pushes)
 
-**Pull.** Files are read oldest first (modification time, then name: a stable order); an
-incremental pull reads only files modified at or after ``since``, and from files that carry an
-``updated_at`` column only the rows updated at or after it. Each file is one page (large files
-in chunks). Drop files atomically (write elsewhere, then rename into the folder). Within one
+**Pull.** Files are read oldest first (modification time, then name: a stable order). An
+incremental pull reads every file that *arrived or changed* since ``since``: a file counts by
+the later of its modification time and its status-change time (``ctime``, which a move or copy
+into the folder sets to now even when the modification time is kept, and which no tool can set
+back). A file is read whole — rows are never filtered by their own ``updated_at`` (an ERP's
+event time may lag its export), and a product file gives each product with all its rows; rows
+that did not change are skipped by their content hash. Each file is one page (large files in
+chunks). Drop files atomically (write elsewhere, then rename into the folder). Within one
 file, a second row for the same SKU (and location) is marked as a duplicate and dead-lettered.
 
 **Push (orders).** :meth:`FileConnector.write_orders` writes one file per batch, atomically
@@ -129,9 +135,13 @@ class FileConnector(Connector):
         if not folder.is_dir():
             return []
         found = [p for p in folder.iterdir() if p.is_file() and p.suffix in (".csv", ".jsonl")]
-        stamped = [(p.stat().st_mtime, p.name, p) for p in found]
+        stats = [(p.stat(), p) for p in found]
         floor = since.timestamp() if since else None
-        return [p for mtime, _, p in sorted(stamped) if floor is None or mtime >= floor]
+        return [
+            p
+            for stat, p in sorted(stats, key=lambda pair: (pair[0].st_mtime, pair[1].name))
+            if floor is None or max(stat.st_mtime, stat.st_ctime) >= floor
+        ]
 
     def pull(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
         """Pages of rows (products: one record per handle) from the entity's folder."""
@@ -141,31 +151,25 @@ class FileConnector(Connector):
     async def _pull(self, entity: str, since: datetime | None) -> AsyncIterator[Page]:
         number = 0
         for path in self.files(entity, since):
-            records = await anyio.to_thread.run_sync(self._read_file, entity, path, since)
+            records = await anyio.to_thread.run_sync(self._read_file, entity, path)
             self.files_read += 1
             for start in range(0, max(len(records), 1), CHUNK_ROWS):
                 number += 1
                 chunk = records[start : start + CHUNK_ROWS]
                 yield Page(records=chunk, number=number, requests=1 if start == 0 else 0)
 
-    def _read_file(self, entity: str, path: Path, since: datetime | None) -> list[dict[str, Any]]:
+    def _read_file(self, entity: str, path: Path) -> list[dict[str, Any]]:
         mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
         relative = str(path.relative_to(self.root))
         rows = []
         for line, row in _rows(path):
             row.update(_file=relative, _line=line, _mtime=mtime)
-            if since is not None and row.get("updated_at"):
-                try:
-                    if to_utc(row["updated_at"]) < since:
-                        continue
-                except ValueError:
-                    pass  # the mapper reports the bad timestamp
             rows.append(row)
         if entity == "products":
-            return _group_products(rows)
-        _mark_duplicates(
-            rows, ("sku", "location") if entity == "inventory" else ("order", "tracking_number")
-        )
+            return _group(rows, ("handle",), ("sku", "sku"))
+        if entity == "fulfillments":
+            return _group(rows, ("order", "tracking_number"), ("sku", "sku"))
+        _mark_duplicates(rows, ("sku", "location"))
         return rows
 
     # -- push: order exports -------------------------------------------------------------
@@ -222,27 +226,26 @@ def _mark_duplicates(rows: list[dict[str, Any]], key_fields: tuple[str, str]) ->
             first_line[key] = row["_line"]
 
 
-def _group_products(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per handle, its rows as variants; repeated SKUs are marked."""
-    products: dict[str, dict[str, Any]] = {}
+def _group(
+    rows: list[dict[str, Any]], by: tuple[str, ...], unique: tuple[str, str]
+) -> list[dict[str, Any]]:
+    """One record per value of ``by`` (a product per handle, a parcel per order and tracking
+    number), its rows under ``rows``; the first row's columns stand for the record and rows
+    repeating ``unique`` within it are marked as duplicates."""
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
-        handle = str(row.get("handle") or f"<line {row['_line']}>")
-        product = products.setdefault(
-            handle,
-            {
-                "handle": row.get("handle"),
-                "_file": row["_file"],
-                "_line": row["_line"],
-                "_mtime": row["_mtime"],
-                "rows": [],
-            },
-        )
-        product["rows"].append(row)
-        if row.get("updated_at") and (product.get("updated_at") or "") < str(row["updated_at"]):
-            product["updated_at"] = row["updated_at"]
-    for product in products.values():
-        _mark_duplicates(product["rows"], ("sku", "sku"))
-    return list(products.values())
+        key = tuple(row.get(column) for column in by)
+        if any(value in (None, "") for value in key):
+            key = (f"<line {row['_line']}>",)  # the mapper says what is missing
+        group = groups.setdefault(key, {**row, "rows": []})
+        group.pop("updated_at", None)
+        group["rows"].append(row)
+    for group in groups.values():
+        stamps = [str(r["updated_at"]) for r in group["rows"] if r.get("updated_at")]
+        if stamps:
+            group["updated_at"] = max(stamps)
+        _mark_duplicates(group["rows"], unique)
+    return list(groups.values())
 
 
 def _jsonl(orders: Sequence[Mapping[str, Any]]) -> bytes:

@@ -104,7 +104,7 @@ class FileProductImportMapper(Mapper[Product]):
         return {
             "title": first("title"),
             "handle": record.get("handle"),
-            "status": (first("status") or "active").lower(),
+            "status": status.lower() if isinstance(status := first("status"), str) else None,
             "vendor": first("vendor"),
             "product_type": first("product_type"),
             "description_html": first("description_html"),
@@ -160,7 +160,9 @@ class FileProductImportMapper(Mapper[Product]):
 
 
 class FileShipmentImportMapper(Mapper[Shipment]):
-    """``order, carrier, tracking_number[, tracking_url, channel]`` → :class:`Shipment`."""
+    """A parcel — the rows of one ``order`` and ``tracking_number`` (with ``carrier``,
+    ``tracking_url``, ``channel`` from its first row) — → :class:`Shipment`; rows with ``sku``
+    and ``quantity`` are what it carries."""
 
     model = Shipment
     entity = "fulfillments"
@@ -182,8 +184,37 @@ class FileShipmentImportMapper(Mapper[Shipment]):
         """Required; one shipment per (order, tracking number) in a file."""
         if not record.get("tracking_number"):
             raise ValueError("tracking_number is missing")
-        _reject_duplicate(record, f"shipment {record['tracking_number']!r}")
         return {"tracking_number": str(record["tracking_number"])}
+
+    @mapping("lines")
+    def lines(self, record: Record) -> dict[str, Any]:
+        """One line per row with a ``sku``; a parcel's rows all name one, or it has one row."""
+        rows = record.get("rows") or [record]
+        tracking = record.get("tracking_number")
+        if len(rows) > 1 and any(not row.get("sku") for row in rows):
+            raise ValueError(
+                f"duplicate shipment {tracking!r}: {len(rows)} rows on lines "
+                f"{', '.join(str(r['_line']) for r in rows)} of {record['_file']}; several rows "
+                "for one parcel each need a sku and quantity"
+            )
+        lines = []
+        for row in rows:
+            if not row.get("sku"):
+                continue
+            _reject_duplicate(row, f"SKU {row['sku']!r} in parcel {tracking!r}")
+            try:
+                quantity = to_int(row.get("quantity"))
+            except ValueError:
+                raise ValueError(
+                    f"line {row['_line']}: quantity of {row['sku']!r} is not a whole number: "
+                    f"{row.get('quantity')!r}"
+                ) from None
+            if quantity <= 0:
+                raise ValueError(
+                    f"line {row['_line']}: quantity of {row['sku']!r} must be 1 or more"
+                )
+            lines.append({"sku": str(row["sku"]), "quantity": quantity})
+        return {"lines": lines}
 
     @mapping("origin", "updated_at")
     def origin(self, record: Record) -> dict[str, Any]:

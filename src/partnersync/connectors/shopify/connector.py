@@ -306,17 +306,21 @@ class ShopifyConnector(Connector):
         errors = payload.get("userErrors") or []
         if not errors:
             return InventoryWriteOutcome(applied=True)
-        stale = tuple(
-            int(err["field"][2])
-            for err in errors
-            if err.get("code") == "CHANGE_FROM_QUANTITY_STALE" and len(err.get("field") or []) > 2
+        stale: list[int] = []
+        rejected: dict[int, str] = {}
+        others: list[str] = []
+        for err in errors:
+            index = _quantity_index(err.get("field"))
+            reason = f"{err.get('code')}: {err.get('message')}"
+            if index is None:
+                others.append(reason)
+            elif err.get("code") == "CHANGE_FROM_QUANTITY_STALE":
+                stale.append(index)
+            else:
+                rejected[index] = reason
+        return InventoryWriteOutcome(
+            applied=False, stale=tuple(stale), errors=tuple(others), rejected=rejected
         )
-        others = tuple(
-            f"{err.get('code')}: {err.get('message')}"
-            for err in errors
-            if err.get("code") != "CHANGE_FROM_QUANTITY_STALE"
-        )
-        return InventoryWriteOutcome(applied=False, stale=stale, errors=others)
 
     async def read_inventory(self, inventory_item_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Each item's levels, fresh, flattened like a pull."""
@@ -374,20 +378,15 @@ class ShopifyConnector(Connector):
         return None
 
     async def create_fulfillment(self, order_external_id: str, shipment: Shipment) -> str:
-        """``fulfillmentCreate`` over the order's open fulfillment orders, with tracking."""
+        """``fulfillmentCreate`` over the order's open fulfillment orders, with tracking: the
+        shipment's lines (SKU × quantity) when it has them, else everything left."""
         order = await self._fulfillment_state(order_external_id)
-        groups = [
-            {
-                "fulfillmentOrderId": fo["id"],
-                "fulfillmentOrderLineItems": [
-                    {"id": line["id"], "quantity": line["remainingQuantity"]}
-                    for line in (fo.get("lineItems") or {}).get("nodes") or []
-                    if line.get("remainingQuantity")
-                ],
-            }
+        open_orders = [
+            fo
             for fo in (order.get("fulfillmentOrders") or {}).get("nodes") or []
             if fo.get("status") in ("OPEN", "IN_PROGRESS")
         ]
+        groups = _fulfillment_groups(order_external_id, open_orders, shipment)
         if not groups:
             raise BadRequestError(f"order {order_external_id} has nothing left to fulfil")
         tracking = {
@@ -471,6 +470,51 @@ def _accepted(data: Mapping[str, Any], mutation: str) -> dict[str, Any]:
         messages = "; ".join(str(e.get("message")) for e in errors)
         raise BadRequestError(f"{mutation} refused: {messages}")
     return payload
+
+
+def _fulfillment_groups(
+    order_id: str, open_orders: list[dict[str, Any]], shipment: Shipment
+) -> list[dict[str, Any]]:
+    """``lineItemsByFulfillmentOrder`` for a shipment: its lines taken from the open
+    fulfillment-order lines of the same SKU, or every remaining line when it has none."""
+    wanted: dict[str, int] = {}
+    for line in shipment.lines:
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+    groups = []
+    for fo in open_orders:
+        items = []
+        for line in (fo.get("lineItems") or {}).get("nodes") or []:
+            left = int(line.get("remainingQuantity") or 0)
+            if not left:
+                continue
+            if not shipment.lines:
+                items.append({"id": line["id"], "quantity": left})
+                continue
+            take = min(left, wanted.get(str(line.get("sku")), 0))
+            if take:
+                items.append({"id": line["id"], "quantity": take})
+                wanted[str(line["sku"])] -= take
+        if items:
+            groups.append({"fulfillmentOrderId": fo["id"], "fulfillmentOrderLineItems": items})
+    short = {sku: count for sku, count in wanted.items() if count}
+    if short:
+        missing = ", ".join(f"{count} × {sku}" for sku, count in sorted(short.items()))
+        raise BadRequestError(
+            f"order {order_id} has no open lines left for {missing} of parcel "
+            f"{shipment.tracking_number}"
+        )
+    return groups
+
+
+def _quantity_index(field: Any) -> int | None:
+    """The index in ``input.quantities`` a user error points at (``["input", "quantities", "2",
+    …]``), if it points at one."""
+    if isinstance(field, list) and len(field) > 2 and field[1] == "quantities":
+        try:
+            return int(field[2])
+        except (TypeError, ValueError):
+            return None
+    return None
 
 
 def _throttle_wait(cost: Any, status: Any) -> float | None:

@@ -310,10 +310,9 @@ def product_set_input(product: Product, variant_ids: Mapping[str, str]) -> dict[
         if variant.sku and variant.sku in variant_ids:
             entry["id"] = variant_ids[variant.sku]
         variants.append(entry)
-    return {
+    fields = {
         "title": product.title,
         "handle": product.handle,
-        "status": product.status.value.upper(),
         "vendor": product.vendor,
         "productType": product.product_type,
         "descriptionHtml": product.description_html,
@@ -321,6 +320,9 @@ def product_set_input(product: Product, variant_ids: Mapping[str, str]) -> dict[
         "productOptions": options,
         "variants": variants,
     }
+    if product.status is not None:  # unknown: leave the shop's status (a new product: its default)
+        fields["status"] = product.status.value.upper()
+    return fields
 
 
 IMPORT_MAPPERS: dict[str, type[Mapper[Any]]] = {

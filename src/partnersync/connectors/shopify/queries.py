@@ -189,7 +189,7 @@ query OrderFulfillmentState($id: ID!) {
   order(id: $id) {
     id
     fulfillmentOrders(first: 5) {
-      nodes { id status lineItems(first: 100) { nodes { id remainingQuantity } } }
+      nodes { id status lineItems(first: 100) { nodes { id sku remainingQuantity } } }
     }
     fulfillments(first: 20) { id trackingInfo { number } }
   }

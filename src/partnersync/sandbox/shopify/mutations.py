@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -327,8 +328,12 @@ class ShopifyMutations:
             variant.update(
                 sku=given.get("sku", variant["sku"]),
                 barcode=given.get("barcode", variant["barcode"]),
-                price=str(given["price"]) if given.get("price") is not None else variant["price"],
-                compareAtPrice=given.get("compareAtPrice", variant["compareAtPrice"]),
+                price=_money(given["price"])
+                if given.get("price") is not None
+                else variant["price"],
+                compareAtPrice=_money(given["compareAtPrice"])
+                if given.get("compareAtPrice") is not None
+                else given.get("compareAtPrice", variant["compareAtPrice"]),
                 position=position,
                 selectedOptions=options or variant["selectedOptions"],
                 title=" / ".join(o["value"] for o in options) or variant["title"],
@@ -352,7 +357,7 @@ class ShopifyMutations:
         data = self.data
         orders = data.tables["orders"]
         groups = request["lineItemsByFulfillmentOrder"]
-        touched: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        touched: list[tuple[dict[str, Any], dict[str, Any], dict[str, int]]] = []
         for group in groups:
             order = next(
                 (
@@ -374,14 +379,37 @@ class ShopifyMutations:
                 return _user_error(
                     ["fulfillment"], f"Fulfillment order {fo['id']} is not in a fulfillable state."
                 )
-            touched.append((order, fo))
+            # Without fulfillmentOrderLineItems, everything left is fulfilled; with them, only
+            # the quantities given (a partial fulfilment leaves the order IN_PROGRESS).
+            lines = {line["id"]: line for line in fo["_lines"]}
+            asked = group.get("fulfillmentOrderLineItems")
+            if asked is None:
+                amounts = {i: line["remainingQuantity"] for i, line in lines.items()}
+            else:
+                amounts = {}
+                for item in asked:
+                    line = lines.get(item["id"])
+                    if line is None:
+                        return _user_error(
+                            ["fulfillment", "lineItemsByFulfillmentOrder"],
+                            f"Fulfillment order line item {item['id']} not found.",
+                        )
+                    if not 0 < item["quantity"] <= line["remainingQuantity"]:
+                        return _user_error(
+                            ["fulfillment", "lineItemsByFulfillmentOrder"],
+                            f"Invalid quantity {item['quantity']} for line item {item['id']}: "
+                            f"{line['remainingQuantity']} remaining.",
+                        )
+                    amounts[item["id"]] = amounts.get(item["id"], 0) + item["quantity"]
+            touched.append((order, fo, amounts))
         stamp = iso(data.now())
         tracking = request.get("trackingInfo") or {}
         created = None
-        for order, fo in touched:
+        for order, fo, amounts in touched:
             for line in fo["_lines"]:
-                line["remainingQuantity"] = 0
-            fo["status"] = "CLOSED"
+                line["remainingQuantity"] -= amounts.get(line["id"], 0)
+            left = any(line["remainingQuantity"] for line in fo["_lines"])
+            fo["status"] = "IN_PROGRESS" if left else "CLOSED"
             created = {
                 "id": gid("Fulfillment", data._new_id()),
                 "status": "SUCCESS",
@@ -395,8 +423,10 @@ class ShopifyMutations:
                 ],
             }
             order["fulfillments"] = [*order["fulfillments"], created]
+            done = all(f["status"] == "CLOSED" for f in fulfillment_orders(order))
+            status = "FULFILLED" if done else "PARTIALLY_FULFILLED"
             data.update(
-                "orders", order["id"], {"displayFulfillmentStatus": "FULFILLED"}, updated_at=stamp
+                "orders", order["id"], {"displayFulfillmentStatus": status}, updated_at=stamp
             )
         self.applied["fulfillmentCreate"] += 1
         return {"fulfillment": {"__typename": "Fulfillment", **(created or {})}, "userErrors": []}
@@ -425,6 +455,11 @@ def fulfillment_orders(order: dict[str, Any]) -> list[dict[str, Any]]:
         ]
     fos: list[dict[str, Any]] = order["_fulfillmentOrders"]
     return fos
+
+
+def _money(value: Any) -> str:
+    """A ``Money`` scalar as Shopify answers it: two decimals (``"15"`` is read as ``"15.00"``)."""
+    return format(Decimal(str(value)).quantize(Decimal("0.01")), "f")
 
 
 def _error(field: list[str], code: str, message: str) -> dict[str, Any]:

@@ -1,0 +1,250 @@
+"""The push engine: hub → platforms through one exporter per entity (DESIGN §2 and §4, push).
+
+Every push runs the same steps, whatever the entity: read the target's settings → plan (pure
+reads of the hub) → mass-change guard → outbox rows with their keys → send → verify lost answers
+→ mark done together with the bindings, baselines and hub copies the write changed. What differs
+per entity lives in its :class:`Exporter`; the engine has no ``entity ==`` branch.
+
+A run is ``succeeded`` only when every write it planned ended done; a write refused by the
+platform is dead-lettered (``partial``); a write neither done nor dead-lettered when the run ends
+makes it ``failed`` — never a silent success.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from partnersync.clock import Clock, SystemClock
+from partnersync.connectors.base import Connector
+from partnersync.errors import ConfigError, PartnersyncError
+from partnersync.mapping.mapper import Mapper
+from partnersync.sync.push.plan import (
+    MassChangeError,
+    PlannedWrite,
+    PushOptions,
+    PushPlan,
+    PushSummary,
+    fresh_idempotency_key,
+)
+from partnersync.sync.store import HubStore, OutboxEntry
+
+
+class Exporter(ABC):
+    """How one entity is pushed: its planner and its sender.
+
+    ``reads`` names the entity pulled from the target to know what it holds; a push refuses to
+    run before that entity was ever pulled from the target (it never writes over what it has
+    not read).
+    """
+
+    entity: ClassVar[str]
+    reads: ClassVar[str | None] = None
+
+    def __init__(self, engine: PushEngine) -> None:
+        self.engine = engine
+        self.store = engine.store
+
+    @abstractmethod
+    def plan(self, target: str, options: PushOptions, settings: Mapping[str, Any]) -> PushPlan:
+        """What the target should receive; ``settings`` are the target's (e.g. its currency)."""
+
+    @abstractmethod
+    async def send(self, push: PushRun) -> None:
+        """Send the plan's writes through the outbox."""
+
+
+class PushRun:
+    """One push run under way: the connector, the plan, the summary, and the outbox steps."""
+
+    def __init__(
+        self,
+        engine: PushEngine,
+        connector: Connector,
+        plan: PushPlan,
+        options: PushOptions,
+        summary: PushSummary,
+        target_mapper: type[Mapper[Any]] | None,
+    ) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.connector = connector
+        self.plan = plan
+        self.options = options
+        self.summary = summary
+        self.target_mapper = target_mapper
+
+    @property
+    def target(self) -> str:
+        """The account written to."""
+        return self.plan.target
+
+    def enqueue(self, writes: Sequence[PlannedWrite]) -> list[OutboxEntry]:
+        """Outbox rows for ``writes``: a still-open row for the same content is reused (with its
+        key); otherwise a new row with a fresh key naming the target."""
+        target, entity = self.plan.target, self.plan.entity
+        rows = []
+        for write in writes:
+            content = write.content_hash
+            payload = {
+                **write.payload,
+                "_creates": write.creates,
+                "_label": write.label,
+                "_options": self.options.describe(),
+            }
+            fresh_key = fresh_idempotency_key(target, entity, write.key, content)
+            rows.append((write.key, write.operation, content, payload, write.source_ref, fresh_key))
+        return self.store.enqueue(
+            run_id=self.summary.run_id, target=target, entity=entity, writes=rows
+        )
+
+    def dead(
+        self, entries: Iterable[OutboxEntry], reason: str, error_class: str, operation: str
+    ) -> None:
+        """Dead-letter rows the platform refused, naming the record and the reason."""
+        for entry in entries:
+            label = entry.payload.get("_label")
+            reason = f"{label}: {reason}" if label and label not in reason else reason
+            self.store.mark_outbox([entry.id], "dead", error=reason)
+            self.store.add_push_dead_letter(
+                run_id=self.summary.run_id,
+                target=self.plan.target,
+                entity=self.plan.entity,
+                entry=entry,
+                reason=reason,
+                error_class=error_class,
+                operation=operation,
+            )
+            self.summary.dead_lettered += 1
+
+
+EXPORTERS: dict[str, type[Exporter]] = {}
+"""Entity → exporter class (filled in by the exporter modules)."""
+
+
+def exporter(cls: type[Exporter]) -> type[Exporter]:
+    """Register an exporter for its entity."""
+    EXPORTERS[cls.entity] = cls
+    return cls
+
+
+class PushEngine:
+    """Runs pushes from one hub store."""
+
+    def __init__(self, store: HubStore, *, clock: Clock | None = None) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+
+    def exporter(self, entity: str) -> Exporter:
+        """The exporter of ``entity``; ConfigError if nothing pushes it."""
+        cls = EXPORTERS.get(entity)
+        if cls is None:
+            raise ConfigError(f"cannot push {entity!r}; pushable: {sorted(EXPORTERS)}")
+        return cls(self)
+
+    def plan(
+        self,
+        target: str,
+        entity: str,
+        options: PushOptions,
+        settings: Mapping[str, Any] | None = None,
+    ) -> PushPlan:
+        """What a push would do now (reads only)."""
+        return self.exporter(entity).plan(target, options, settings or {})
+
+    def guard(self, plan: PushPlan, options: PushOptions) -> None:
+        """Stop a plan that would change too much at once (unless forced)."""
+        if options.force or not plan.target_records:
+            return
+        share = plan.drastic / plan.target_records
+        if share > options.max_drastic_share:
+            raise MassChangeError(
+                f"refusing to push: {plan.drastic} of {plan.target_records} {plan.entity} records "
+                f"on {plan.target} ({share:.0%}) would drop to zero stock or lose over half their "
+                f"price (limit {options.max_drastic_share:.0%}); check the source, or pass --force",
+                plan,
+            )
+
+    async def push(
+        self,
+        connector: Connector,
+        entity: str,
+        options: PushOptions,
+        *,
+        target_mapper: type[Mapper[Any]] | None = None,
+    ) -> PushSummary:
+        """Plan, guard, then send; a dry run stops after the plan and writes nothing."""
+        target = connector.account.name
+        capability = connector.capabilities.entities.get(entity)
+        if capability is None or not capability.push:
+            raise ConfigError(f"the {connector.platform} connector cannot receive {entity}")
+        exporter = self.exporter(entity)
+        if exporter.reads is not None and self.store.get_cursor(target, exporter.reads) is None:
+            raise ConfigError(
+                f"{target}'s {exporter.reads} were never pulled: pull them first "
+                f"(partnersync sync pull {target} {exporter.reads}), so the push knows what "
+                f"{target} holds"
+            )
+        await connector.prepare()
+        plan = exporter.plan(target, options, connector.mapping_settings())
+        self.guard(plan, options)
+        run_id = self.store.start_run(
+            account=target,
+            entity=entity,
+            direction="push",
+            mode="dry-run" if options.dry_run else "push",
+            since=None,
+            cursor_before=None,
+        )
+        summary = PushSummary(run_id, target, entity, "succeeded", plan)
+        self.store.record_conflicts(run_id, target, entity, plan.conflicts)
+        self.store.add_run_counts(
+            run_id,
+            unchanged=plan.unchanged,
+            skipped=len(plan.problems),
+            conflicts=len(plan.conflicts),
+        )
+        if options.dry_run:
+            self.store.finish_run(run_id, status="succeeded", cursor_after=None)
+            return summary
+        for key, external_id, baseline in plan.adoptions:
+            self.store.complete_writes(
+                target, entity, done=[], bindings={key: external_id}, baselines={key: baseline}
+            )
+        for problem in plan.problems:
+            self.store.add_problem(
+                run_id=run_id,
+                target=target,
+                entity=entity,
+                key=problem.key,
+                reason=problem.reason,
+                payload={"record": problem.payload, "_options": options.describe()},
+                source_ref=problem.source_ref,
+            )
+        # Open rows this plan no longer wants (the state they aimed at is gone) end here.
+        self.store.supersede_open(
+            target, entity, keep={(w.key, w.content_hash) for w in plan.writes}
+        )
+        before = connector.requests_sent
+        push = PushRun(self, connector, plan, options, summary, target_mapper)
+        try:
+            await exporter.send(push)
+        except PartnersyncError as exc:
+            summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"
+        summary.requests = connector.requests_sent - before
+        unsent = self.store.count_open_outbox(run_id)
+        if unsent and summary.status != "failed":
+            summary.status = "failed"
+            summary.error = f"{unsent} planned write(s) were neither sent nor refused"
+        if summary.status != "failed" and (summary.dead_lettered or plan.problems):
+            summary.status = "partial"
+        self.store.add_run_counts(
+            run_id,
+            created=summary.created,
+            updated=summary.updated,
+            dead_lettered=summary.dead_lettered,
+            requests=summary.requests,
+        )
+        self.store.finish_run(run_id, status=summary.status, cursor_after=None, error=summary.error)
+        return summary
