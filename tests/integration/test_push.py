@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,10 +13,10 @@ from partnersync.sandbox.shopify import ShopifySandbox
 from partnersync.sandbox.shopify.mutations import fulfillment_orders
 from partnersync.service import Partnersync
 from partnersync.sync.push import MassChangeError, PushOptions, pushed_quantity
+from tests.integration.push_world import MAIN, level, skus
+from tests.integration.push_world import write_ops as writes
 
 pytestmark = pytest.mark.anyio
-
-MAIN = "Main warehouse"
 
 
 @pytest.fixture
@@ -31,24 +30,6 @@ def drop(tmp_path: Path) -> Iterator[FileSandbox]:
 def erp(service: Partnersync, drop: FileSandbox) -> str:
     service.add_account(name="erp", platform="file", base_url=drop.url, secrets={})
     return "erp"
-
-
-def level(shop: ShopifySandbox, sku: str, location_name: str = MAIN) -> dict[str, Any]:
-    data = shop.data
-    item = next(i for i in data.tables["inventory_items"].values() if i["sku"] == sku)
-    for level_id in item["_levels"]:
-        record = data.tables["inventory_levels"][level_id]
-        if data.tables["locations"][record["_location"]]["name"] == location_name:
-            return record
-    raise KeyError(sku)
-
-
-def writes(shop: ShopifySandbox) -> list[dict[str, Any]]:
-    return [e for e in shop.log.entries if e.get("write")]
-
-
-def skus(shop: ShopifySandbox, count: int) -> list[str]:
-    return sorted(v["sku"] for v in shop.data.tables["variants"].values())[:count]
 
 
 def test_pushed_quantity_is_exact() -> None:

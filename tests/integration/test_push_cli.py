@@ -137,3 +137,19 @@ def test_orders_are_exported_exactly_once_even_when_the_export_is_killed(
     assert all(r["external_id"].startswith("gid://shopify/Order/") for r in rows)
     assert not list((drop.directory / "orders-out").glob(".partial-*"))
     assert SHOP_TOKEN not in "".join(wired.outputs)
+
+
+def test_stock_flags_that_would_oversell_are_refused_before_anything_is_written(
+    wired: Cli, shop: ShopifySandbox, drop: FileSandbox
+) -> None:
+    sku = sorted(v["sku"] for v in shop.data.tables["variants"].values())[0]
+    drop.write("inventory/stock.csv", [{"sku": sku, "location": MAIN, "available": 10}])
+    wired("sync", "pull", "erp", "inventory")
+    before = write_count(shop)
+
+    too_much = wired("sync", "push", "shop", "inventory", "--allocation", "3", expect=2)
+    below_zero = wired("sync", "push", "shop", "inventory", "--buffer", "-7", expect=2)
+
+    assert "allocation must be above 0 and at most 1" in too_much.stderr
+    assert "buffer must be 0 or more" in below_zero.stderr
+    assert write_count(shop) == before

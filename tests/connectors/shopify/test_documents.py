@@ -9,6 +9,7 @@ from partnersync.connectors.shopify import queries
 from partnersync.connectors.shopify.connector import ShopifyConnector
 from partnersync.connectors.shopify.cost import largest_page, requested_cost
 from partnersync.sandbox.shopify import validate_document
+from partnersync.sandbox.shopify.cost import requested_points
 
 
 @pytest.mark.parametrize("name", sorted(queries.ALL_DOCUMENTS))
@@ -24,9 +25,33 @@ def test_a_broken_document_is_caught_by_the_same_check() -> None:
     assert "idd" in errors[0]
 
 
-def test_cost_matches_shopifys_worked_example() -> None:
-    document = "{ products(first: 10) { nodes { title variants(first: 5) { nodes { price } } } } }"
-    assert requested_cost(document) == 82
+WORKED_EXAMPLES = [
+    # shopify.dev's worked example: 2 + 10 × (1 + 2 + 5 × 1)
+    ("{ products(first: 10) { nodes { title variants(first: 5) { nodes { price } } } } }", 82),
+    ("{ shop { name currencyCode } }", 1),  # an object 1, scalars free
+    ("{ orders(first: 3) { pageInfo { hasNextPage } edges { node { id } } } }", 5),
+    ('mutation { productDelete(input: {id: "x"}) { userErrors { field } } }', 10),
+    # An interface field costs the maximum of its possible selections, not their sum:
+    # node is 1, a Product is 1 + its variants connection (2 + 2 × 1), a variant 1 + product 1.
+    (
+        '{ node(id: "x") { id ... on Product { title variants(first: 2) { nodes { id } } } '
+        "... on ProductVariant { price product { id } } } }",
+        5,
+    ),
+    # Fragments on the same type add up (they all apply to the node).
+    (
+        '{ node(id: "x") { ... on Product { options(first: 3) { id } } '
+        "... on Product { category { id } } } }",
+        1 + 3 + 1,
+    ),
+]
+
+
+@pytest.mark.parametrize(("document", "points"), WORKED_EXAMPLES)
+def test_both_sides_cost_the_documented_examples_alike(document: str, points: int) -> None:
+    # The connector's calculator and the sandbox's are written apart; both follow the docs.
+    assert requested_cost(document) == points
+    assert requested_points(document) == points
 
 
 def test_cost_rules_for_objects_lists_and_mutations() -> None:

@@ -6,9 +6,11 @@ connections multiply, ``pageInfo`` is free; a mutation costs 10. A list of objec
 ``first`` (e.g. ``Order.fulfillments``) costs ``first × (cost of one item)``; one without counts
 as a single object. The worked example from the docs,
 ``products(first: 10) { nodes { title variants(first: 5) { nodes { price } } } }``, costs 82.
+An interface or union field costs the maximum of its possible selections, not their sum.
 
 The connector uses this to size pages under the 1,000-point single-query maximum and to pace
-itself; the sandbox uses the same rules to charge its bucket.
+itself. The sandbox charges its bucket with its own implementation of the documented rules
+(``partnersync.sandbox.shopify.cost``), so a mistake here shows up as a failing test.
 """
 
 from __future__ import annotations
@@ -61,17 +63,30 @@ class _Coster:
         return None
 
     def selection(self, selection_set: SelectionSetNode | None) -> int:
+        # Fragments on different types are alternatives (an interface or union field costs
+        # the maximum of its possible selections); fragments on one type add up.
         if selection_set is None:
             return 0
         total = 0
+        alternatives: dict[str, int] = {}
         for item in selection_set.selections:
             if isinstance(item, FieldNode):
                 total += self.field(item)
-            elif isinstance(item, InlineFragmentNode):
-                total += self.selection(item.selection_set)
+                continue
+            if isinstance(item, InlineFragmentNode):
+                on = item.type_condition.name.value if item.type_condition else ""
+                cost = self.selection(item.selection_set)
             elif isinstance(item, FragmentSpreadNode):
-                total += self.selection(self.fragments[item.name.value].selection_set)
-        return total
+                fragment = self.fragments[item.name.value]
+                on = fragment.type_condition.name.value
+                cost = self.selection(fragment.selection_set)
+            else:
+                continue
+            if on:
+                alternatives[on] = alternatives.get(on, 0) + cost
+            else:
+                total += cost
+        return total + max(alternatives.values(), default=0)
 
     def field(self, node: FieldNode) -> int:
         if node.selection_set is None or node.name.value == "pageInfo":

@@ -46,13 +46,8 @@ from graphql import (
     validate,
 )
 
-from partnersync.connectors.shopify.cost import (
-    SINGLE_QUERY_MAX_COST,
-    _Coster,
-    parse_document,
-    requested_cost,
-)
 from partnersync.sandbox.framework import DROP, Reply, Sandbox, json_reply
+from partnersync.sandbox.shopify.cost import MAX_QUERY_POINTS, CostRules, parsed, requested_points
 from partnersync.sandbox.shopify.data import ShopifyData, gid_number
 from partnersync.sandbox.shopify.mutations import ShopifyMutations, fulfillment_orders
 from partnersync.sandbox.shopify.search import build_filter
@@ -81,7 +76,7 @@ def load_schema() -> GraphQLSchema:
 def validate_document(document: str) -> tuple[DocumentNode | None, tuple[str, ...]]:
     """Parse and validate once per distinct document; returns (ast, error messages)."""
     try:
-        ast = parse_document(document)
+        ast = parsed(document)
     except GraphQLError as exc:
         return None, (exc.message,)
     errors = validate(load_schema(), ast)
@@ -312,7 +307,7 @@ class _Resolvers:
         return None if record is None else table[1](record)
 
 
-def actual_cost(selection_set: SelectionSetNode | None, data: Any, coster: _Coster) -> int:
+def actual_cost(selection_set: SelectionSetNode | None, data: Any, coster: CostRules) -> int:
     """Cost of what was actually returned: connections charge per node delivered."""
     if selection_set is None or not isinstance(data, dict):
         return 0
@@ -324,9 +319,10 @@ def actual_cost(selection_set: SelectionSetNode | None, data: Any, coster: _Cost
         if not isinstance(item, FieldNode) or item.selection_set is None:
             continue
         name = item.name.value
-        if name == "pageInfo":
-            continue
-        value = data.get(item.alias.value if item.alias else name)
+        key = item.alias.value if item.alias else name
+        if name == "pageInfo" or key not in data:
+            continue  # a field of another type's fragment is not in this node's data
+        value = data[key]
         size = coster.page_size(item)
         if isinstance(value, dict) and size is not None and ("nodes" in value or "edges" in value):
             nodes = value.get("nodes") or [e.get("node") for e in value.get("edges") or []]
@@ -411,9 +407,9 @@ class ShopifySandbox(Sandbox):
             return json_reply(200, {"errors": [{"message": m} for m in errors]})
         op_node = next(d for d in ast.definitions if isinstance(d, OperationDefinitionNode))
         op_name = operation or (op_node.name.value if op_node.name else None)
-        requested = requested_cost(document, variables)
+        requested = requested_points(document, variables)
         entry: dict[str, Any] = {"t": time.monotonic(), "op": op_name, "requested": requested}
-        if requested > SINGLE_QUERY_MAX_COST:
+        if requested > MAX_QUERY_POINTS:
             entry.update(status=200, error="MAX_COST_EXCEEDED", actual=0)
             self.log.append(entry)
             return json_reply(
@@ -422,11 +418,11 @@ class ShopifySandbox(Sandbox):
                     "errors": [
                         {
                             "message": f"Query cost is {requested}, which exceeds the single "
-                            f"query max cost limit ({SINGLE_QUERY_MAX_COST}).",
+                            f"query max cost limit ({MAX_QUERY_POINTS}).",
                             "extensions": {
                                 "code": "MAX_COST_EXCEEDED",
                                 "cost": requested,
-                                "maxCost": SINGLE_QUERY_MAX_COST,
+                                "maxCost": MAX_QUERY_POINTS,
                             },
                         }
                     ]
@@ -505,7 +501,7 @@ class ShopifySandbox(Sandbox):
         response: dict[str, Any] = {"data": result.data}
         if result.errors:
             response["errors"] = [error.formatted for error in result.errors]
-        actual = actual_cost(op_node.selection_set, result.data, _Coster(ast, variables))
+        actual = actual_cost(op_node.selection_set, result.data, CostRules(ast, variables))
         records = _count_nodes(result.data)
         rendered = (orjson.dumps(response), actual, records)
         if is_write:

@@ -13,12 +13,12 @@ makes it ``failed`` — never a silent success.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from partnersync.clock import Clock, SystemClock
 from partnersync.connectors.base import Connector
-from partnersync.errors import ConfigError, PartnersyncError
+from partnersync.errors import Action, ConfigError, ConnectorError, PartnersyncError
 from partnersync.mapping.mapper import Mapper
 from partnersync.sync.push.plan import (
     MassChangeError,
@@ -118,6 +118,26 @@ class PushRun:
             )
             self.summary.dead_lettered += 1
 
+    async def send_each(
+        self, deliver: Callable[[OutboxEntry], Awaitable[None]], operation: str
+    ) -> None:
+        """Send the plan's writes one at a time; a refused write is dead-lettered and the run
+        goes on, but three failures in a row that look like an outage stop it."""
+        failing_in_a_row = 0
+        for entry in self.enqueue(self.plan.writes):
+            if not entry.open:
+                continue
+            try:
+                await deliver(entry)
+                failing_in_a_row = 0
+            except ConnectorError as exc:
+                self.dead([entry], str(exc), type(exc).__name__, operation)
+                failing_in_a_row = failing_in_a_row + 1 if exc.action is Action.RETRY else 0
+                if failing_in_a_row >= FAILURES_BEFORE_STOPPING:
+                    raise  # the platform looks down: stop instead of dead-lettering everything
+
+
+FAILURES_BEFORE_STOPPING = 3
 
 EXPORTERS: dict[str, type[Exporter]] = {}
 """Entity → exporter class (filled in by the exporter modules)."""

@@ -21,7 +21,6 @@ from partnersync.sync.push.plan import FieldChange, PlannedWrite, Problem, PushO
 from partnersync.sync.store import HubRecord, OutboxEntry
 
 OPERATION = "create_fulfillment"
-FAILURES_BEFORE_STOPPING = 3
 
 
 @exporter
@@ -102,18 +101,7 @@ class FulfillmentExporter(Exporter):
 
     async def send(self, push: PushRun) -> None:
         """One fulfilment per parcel; a repeat is checked against the platform first."""
-        failing_in_a_row = 0
-        for entry in push.enqueue(push.plan.writes):
-            if not entry.open:
-                continue
-            try:
-                await self._deliver(push, entry)
-                failing_in_a_row = 0
-            except ConnectorError as exc:
-                push.dead([entry], str(exc), type(exc).__name__, OPERATION)
-                failing_in_a_row = failing_in_a_row + 1 if exc.action is Action.RETRY else 0
-                if failing_in_a_row >= FAILURES_BEFORE_STOPPING:
-                    raise
+        await push.send_each(lambda entry: self._deliver(push, entry), OPERATION)
 
     async def _deliver(self, push: PushRun, entry: OutboxEntry) -> None:
         shipment = Shipment.model_validate(entry.payload["shipment"])

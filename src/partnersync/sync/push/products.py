@@ -39,7 +39,6 @@ from partnersync.sync.store import HubRecord, OutboxEntry
 OPERATION = "upsert_product"
 WRITE_ATTEMPTS = 4
 WRITE_BACKOFF = 0.5  # seconds, doubled on each further attempt
-FAILURES_BEFORE_STOPPING = 3
 PRODUCT_FIELDS = ("title", "status", "vendor", "product_type", "tags", "description_html")
 
 
@@ -380,19 +379,8 @@ class ProductExporter(Exporter):
         return [*chosen.values(), *unnamed]
 
     async def send(self, push: PushRun) -> None:
-        """One write per product; the run stops when the platform looks down."""
-        failing_in_a_row = 0
-        for entry in push.enqueue(push.plan.writes):
-            if not entry.open:
-                continue
-            try:
-                await self._deliver(push, entry)
-                failing_in_a_row = 0
-            except ConnectorError as exc:
-                push.dead([entry], str(exc), type(exc).__name__, OPERATION)
-                failing_in_a_row = failing_in_a_row + 1 if exc.action is Action.RETRY else 0
-                if failing_in_a_row >= FAILURES_BEFORE_STOPPING:
-                    raise  # the platform looks down: stop instead of dead-lettering everything
+        """One write per product, verified after a lost answer."""
+        await push.send_each(lambda entry: self._deliver(push, entry), OPERATION)
 
     async def _deliver(self, push: PushRun, entry: OutboxEntry) -> None:
         verify_first = entry.status == "sending"  # an earlier attempt may have landed
