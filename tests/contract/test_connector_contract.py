@@ -6,6 +6,7 @@ Each later connector is held to it automatically by registering under the
 
 from __future__ import annotations
 
+import doctest
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,12 +14,13 @@ from typing import Any
 import anyio
 import pytest
 
-from partnersync.connectors.base import AccountInfo, Connector, ConnectorSpec
+from partnersync.connectors.base import VERBS, AccountInfo, Connector, ConnectorSpec
 from partnersync.connectors.registry import ConnectorRegistry
 from partnersync.errors import CapabilityError, MappingError
 from partnersync.mapping.mapper import MapContext
 from partnersync.mapping.model import CANONICAL_MODELS
 from partnersync.sandbox.framework import Sandbox
+from partnersync.sync.push import EXPORTERS
 
 pytestmark = pytest.mark.anyio
 
@@ -117,3 +119,37 @@ async def test_undeclared_entities_are_refused_before_any_io(
         with pytest.raises(CapabilityError):
             connector.pull("no-such-entity")
         assert len(sandbox.log) == before
+
+
+def documented_minimal_connector() -> type[Connector]:
+    """The ``TinyConnector`` of the ``connectors.base`` docs, run from the docstring itself."""
+    from partnersync.connectors import base
+
+    namespace: dict[str, Any] = dict(vars(base))
+    test = doctest.DocTestParser().get_doctest(base.__doc__ or "", namespace, "base", None, 0)
+    for example in test.examples:
+        if "class TinyConnector" in example.source:
+            exec(compile(example.source, "connectors.base docs", "exec"), namespace)
+    tiny: type[Connector] = namespace["TinyConnector"]
+    return tiny
+
+
+async def test_the_documented_minimal_connector_keeps_the_contract() -> None:
+    tiny = documented_minimal_connector()
+    async with tiny(AccountInfo("acme", "tiny", "http://127.0.0.1")) as connector:
+        with pytest.raises(CapabilityError):
+            connector.pull("no-such-entity")  # refused on the call, before any I/O
+        pages = [page async for page in connector.pull("products")]
+    assert [page.records for page in pages] == [[{"id": "1"}]]
+
+
+def test_every_declared_writer_has_an_exporter_and_sane_limits(spec: ConnectorSpec) -> None:
+    for entity, capability in spec.connector.capabilities.entities.items():
+        if capability.writer is None:
+            continue
+        assert entity in EXPORTERS, f"{spec.platform} declares a writer for {entity}: no exporter"
+        assert capability.writer.verbs <= VERBS
+        assert capability.writer.batch_limit >= 1
+        if capability.writer.idempotency_keys or capability.writer.verified_by:
+            continue
+        pytest.fail(f"{spec.platform}/{entity}: a lost answer can neither be replayed nor verified")

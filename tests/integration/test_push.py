@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from partnersync.connectors.base import Capabilities
+from partnersync.connectors.shopify.connector import ShopifyConnector
 from partnersync.sandbox.files import FileSandbox
 from partnersync.sandbox.shopify import ShopifySandbox
 from partnersync.sandbox.shopify.mutations import fulfillment_orders
 from partnersync.service import Partnersync
-from partnersync.sync.push import MassChangeError, PushOptions, pushed_quantity
+from partnersync.sync.push import MassChangeError, PushEngine, PushOptions, pushed_quantity
 from tests.integration.push_world import MAIN, level, skus
 from tests.integration.push_world import write_ops as writes
 
@@ -368,3 +371,33 @@ async def test_product_update_adds_new_variants_and_keeps_fields_the_source_lack
     assert existing["_variants"][0] in product["_variants"]  # updated in place, not recreated
     assert product["title"] == "Renamed"
     assert product["tags"] == tags  # the CSV has no tags column: the shop's tags stay
+
+
+async def test_a_create_is_never_planned_where_the_writer_declares_only_update(
+    service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
+) -> None:
+    entities = ShopifyConnector.capabilities.entities
+    products = entities["products"]
+    assert products.writer is not None
+    update_only = replace(products, writer=replace(products.writer, verbs=frozenset({"update"})))
+
+    class UpdateOnlyShopify(ShopifyConnector):
+        capabilities = Capabilities({**entities, "products": update_only})
+
+    drop.write(
+        "products/new.csv", [{"handle": "brand-new", "title": "New", "sku": "NEW-1", "price": "5"}]
+    )
+    await service.pull(erp, "products")
+    await service.pull("shop", "products")
+    wired, _ = service.connector("shop")
+    shop.log.clear()
+
+    async with UpdateOnlyShopify(wired.account, auth=wired.auth) as connector:
+        summary = await PushEngine(service.store).push(
+            connector, "products", PushOptions(sources=(erp,))
+        )
+
+    assert summary.plan.writes == []
+    [problem] = summary.plan.problems
+    assert "can only update" in problem.reason
+    assert writes(shop) == []

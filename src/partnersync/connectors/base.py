@@ -6,15 +6,21 @@ entity with :class:`~partnersync.errors.CapabilityError`. Pulling yields :class:
 platform's own JSON; mapping to the canonical model is the mapping layer's job, and storing it
 is the engine's: a connector never touches the database.
 
-A minimal connector (this example runs as a test)::
+A connector implements :meth:`Connector.stream` for the entities it declares; the engine calls
+:meth:`Connector.pull`, which refuses an undeclared entity before any I/O. Writes are declared
+per entity as a :class:`Writer` (the verbs it really supports, its batch limit, whether it takes
+idempotency keys and compare-and-set, how a lost answer is verified), and the push engine plans
+within that declaration.
+
+A minimal connector (this example runs as a test, and ``tests/contract`` holds it to the same
+suite as the built-in ones)::
 
     >>> import anyio
     >>> class TinyConnector(Connector):
     ...     platform = "tiny"
     ...     capabilities = Capabilities.of(EntityCapability("products"))
     ...
-    ...     async def pull(self, entity, *, since=None):
-    ...         self.capabilities.require_pull(entity)
+    ...     async def stream(self, entity, *, since=None):
     ...         yield Page(records=[{"id": "1"}], number=1, requests=1)
     >>> async def first_ids():
     ...     async with TinyConnector(AccountInfo("acme", "tiny", "http://127.0.0.1")) as tiny:
@@ -43,13 +49,42 @@ if TYPE_CHECKING:
     from partnersync.sandbox.framework import Sandbox
 
 
+VERBS = frozenset({"create", "update", "delete"})
+
+
+@dataclass(frozen=True)
+class Writer:
+    """How one entity is written to the platform (the push engine plans within it).
+
+    ``verbs``: what the platform really supports (a create is never planned where only
+    ``update`` is declared); ``batch_limit``: records per write request; ``idempotency_keys``:
+    the platform de-duplicates a repeated request by our key; ``compare_and_set``: a write can
+    carry the value it expects to replace; ``verified_by``: the natural key a lost answer is
+    looked up by before the write is repeated (``None``: the write is safe to repeat).
+    """
+
+    verbs: frozenset[str]
+    batch_limit: int = 1
+    idempotency_keys: bool = False
+    compare_and_set: bool = False
+    verified_by: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = self.verbs - VERBS
+        if unknown or not self.verbs:
+            raise ValueError(f"writer verbs must be some of {sorted(VERBS)}, not {sorted(unknown)}")
+        if self.batch_limit < 1:
+            raise ValueError("a writer's batch limit is at least 1")
+
+
 @dataclass(frozen=True)
 class EntityCapability:
     """What a connector can do with one entity.
 
     ``sorted_by_cursor``: pages arrive in ascending ``cursor_field`` order, so the engine may
     advance the cursor after each page; otherwise it advances once, at the end of the run, to
-    the run's start minus the overlap (DESIGN §4).
+    the run's start minus the overlap (DESIGN §4). ``writer``: how the entity is written, if it
+    can be.
     """
 
     entity: str
@@ -57,7 +92,12 @@ class EntityCapability:
     incremental: bool = True
     sorted_by_cursor: bool = True
     cursor_field: str = "updated_at"
-    push: frozenset[str] = frozenset()
+    writer: Writer | None = None
+
+    @property
+    def push(self) -> frozenset[str]:
+        """The write verbs declared (empty: the entity cannot be pushed)."""
+        return self.writer.verbs if self.writer is not None else frozenset()
 
 
 @dataclass(frozen=True)
@@ -196,9 +236,17 @@ class Connector(ABC):
         """Prove the credentials work with one cheap call; returns a human description."""
         raise CapabilityError(f"{self.platform} connector has no check")
 
-    @abstractmethod
     def pull(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
-        """Yield pages of ``entity`` records changed at or after ``since`` (all when ``None``)."""
+        """Pages of ``entity`` records changed at or after ``since`` (all when ``None``).
+
+        An entity the connector does not declare is refused here, before any I/O.
+        """
+        self.capabilities.require_pull(entity)
+        return self.stream(entity, since=since)
+
+    @abstractmethod
+    def stream(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
+        """Yield pages of a declared entity's records (an async generator)."""
 
     # -- writes: each is optional; a connector declares what it supports in its capabilities
     def _cannot(self, what: str) -> CapabilityError:

@@ -47,6 +47,7 @@ from partnersync.connectors.base import (
     Connector,
     EntityCapability,
     Page,
+    Writer,
 )
 from partnersync.errors import ConfigError
 from partnersync.mapping.convert import to_utc
@@ -91,7 +92,13 @@ class FileConnector(Connector):
         EntityCapability("inventory", sorted_by_cursor=False),
         EntityCapability("products", sorted_by_cursor=False),
         EntityCapability("fulfillments", sorted_by_cursor=False),
-        EntityCapability("orders", pull=False, incremental=False, push=frozenset({"create"})),
+        EntityCapability(
+            "orders",
+            pull=False,
+            incremental=False,
+            # One export file per batch, named by the batch key (found again after a crash).
+            writer=Writer(frozenset({"create"}), batch_limit=100_000, verified_by="batch key"),
+        ),
     )
 
     def __init__(self, account: AccountInfo, **kwargs: Any) -> None:
@@ -143,12 +150,8 @@ class FileConnector(Connector):
             if floor is None or max(stat.st_mtime, stat.st_ctime) >= floor
         ]
 
-    def pull(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
-        """Pages of rows (products: one record per handle) from the entity's folder."""
-        self.capabilities.require_pull(entity)
-        return self._pull(entity, since)
-
-    async def _pull(self, entity: str, since: datetime | None) -> AsyncIterator[Page]:
+    async def stream(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
+        """Pages of rows (products: one record per handle, shipments one per parcel)."""
         number = 0
         for path in self.files(entity, since):
             records = await anyio.to_thread.run_sync(self._read_file, entity, path)

@@ -34,6 +34,7 @@ from partnersync.connectors.base import (
     InventoryWriteOutcome,
     Page,
     ProductWriteOutcome,
+    Writer,
 )
 from partnersync.connectors.http.client import HttpClient, RetryPolicy
 from partnersync.connectors.http.pagination import GraphQLCursorPaginator, RequestSpec, paginate
@@ -105,10 +106,31 @@ class ShopifyConnector(Connector):
 
     platform = "shopify"
     capabilities = Capabilities.of(
-        EntityCapability("products", sorted_by_cursor=True, push=frozenset({"create", "update"})),
-        EntityCapability("inventory", sorted_by_cursor=False, push=frozenset({"update"})),
+        EntityCapability(
+            "products",
+            sorted_by_cursor=True,
+            # productSet upserts one product (by id, or by handle when new); no @idempotent.
+            writer=Writer(frozenset({"create", "update"}), verified_by="handle"),
+        ),
+        EntityCapability(
+            "inventory",
+            sorted_by_cursor=False,
+            # inventorySetQuantities: 250 quantities (the input-array limit), @idempotent(key:),
+            # changeFromQuantity; all or none.
+            writer=Writer(
+                frozenset({"update"}),
+                batch_limit=250,
+                idempotency_keys=True,
+                compare_and_set=True,
+            ),
+        ),
         EntityCapability("orders", sorted_by_cursor=True),
-        EntityCapability("fulfillments", pull=False, incremental=False, push=frozenset({"create"})),
+        EntityCapability(
+            "fulfillments",
+            pull=False,
+            incremental=False,
+            writer=Writer(frozenset({"create"}), verified_by="tracking_number"),
+        ),
     )
 
     def __init__(
@@ -244,17 +266,13 @@ class ShopifyConnector(Connector):
         self._shop_name = str(shop.get("name"))
         self._currency = str(shop.get("currencyCode"))
 
-    def pull(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
-        """Pages of products, inventory levels or orders updated at or after ``since``."""
-        self.capabilities.require_pull(entity)
-        return self._pull(entity, since)
-
     async def prepare(self) -> None:
         """Load the shop currency once."""
         if self._currency is None:
             await self._load_shop()
 
-    async def _pull(self, entity: str, since: datetime | None) -> AsyncIterator[Page]:
+    async def stream(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
+        """Pages of products, inventory levels or orders updated at or after ``since``."""
         await self.prepare()
         stream = STREAMS[entity]
         async for page in self._walk(

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from partnersync.clock import Clock, SystemClock
-from partnersync.connectors.base import Connector
+from partnersync.connectors.base import Connector, Writer
 from partnersync.errors import Action, ConfigError, ConnectorError, PartnersyncError
 from partnersync.mapping.mapper import Mapper
 from partnersync.sync.push.plan import (
@@ -42,9 +42,10 @@ class Exporter(ABC):
     entity: ClassVar[str]
     reads: ClassVar[str | None] = None
 
-    def __init__(self, engine: PushEngine) -> None:
+    def __init__(self, engine: PushEngine, writer: Writer) -> None:
         self.engine = engine
         self.store = engine.store
+        self.writer = writer
 
     @abstractmethod
     def plan(self, target: str, options: PushOptions, settings: Mapping[str, Any]) -> PushPlan:
@@ -156,22 +157,15 @@ class PushEngine:
         self.store = store
         self.clock = clock or SystemClock()
 
-    def exporter(self, entity: str) -> Exporter:
-        """The exporter of ``entity``; ConfigError if nothing pushes it."""
+    def exporter(self, connector: Connector, entity: str) -> Exporter:
+        """The exporter of ``entity`` within the connector's declared writer for it."""
         cls = EXPORTERS.get(entity)
         if cls is None:
             raise ConfigError(f"cannot push {entity!r}; pushable: {sorted(EXPORTERS)}")
-        return cls(self)
-
-    def plan(
-        self,
-        target: str,
-        entity: str,
-        options: PushOptions,
-        settings: Mapping[str, Any] | None = None,
-    ) -> PushPlan:
-        """What a push would do now (reads only)."""
-        return self.exporter(entity).plan(target, options, settings or {})
+        capability = connector.capabilities.entities.get(entity)
+        if capability is None or capability.writer is None:
+            raise ConfigError(f"the {connector.platform} connector cannot receive {entity}")
+        return cls(self, capability.writer)
 
     def guard(self, plan: PushPlan, options: PushOptions) -> None:
         """Stop a plan that would change too much at once (unless forced)."""
@@ -196,10 +190,7 @@ class PushEngine:
     ) -> PushSummary:
         """Plan, guard, then send; a dry run stops after the plan and writes nothing."""
         target = connector.account.name
-        capability = connector.capabilities.entities.get(entity)
-        if capability is None or not capability.push:
-            raise ConfigError(f"the {connector.platform} connector cannot receive {entity}")
-        exporter = self.exporter(entity)
+        exporter = self.exporter(connector, entity)
         if exporter.reads is not None and self.store.get_cursor(target, exporter.reads) is None:
             raise ConfigError(
                 f"{target}'s {exporter.reads} were never pulled: pull them first "

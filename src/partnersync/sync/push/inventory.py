@@ -36,7 +36,6 @@ from partnersync.sync.push.plan import (
 )
 from partnersync.sync.store import OutboxEntry
 
-MAX_BATCH = 250  # the largest batch the writer takes (Shopify's input-array limit)
 MAX_STALE_ROUNDS = 3
 OPERATION = "set_inventory"
 
@@ -96,7 +95,8 @@ class InventoryExporter(Exporter):
                         "inventory_item_id": level["inventory_item_id"],
                         "location_id": level["location_id"],
                         "quantity": desired,
-                        "change_from": current,
+                        # compare-and-set where the platform can; else an absolute set
+                        "change_from": current if self.writer.compare_and_set else None,
                         "target_external_id": found.external_id,
                     },
                     source_ref=refs[(sku, location)],
@@ -138,8 +138,9 @@ class InventoryExporter(Exporter):
             entries = [e for e in push.enqueue(push.plan.writes) if e.open]
             stale_items: list[str] = []
             replan = False
-            for start in range(0, len(entries), MAX_BATCH):
-                batch = entries[start : start + MAX_BATCH]
+            size = self.writer.batch_limit
+            for start in range(0, len(entries), size):
+                batch = entries[start : start + size]
                 outcome = await self._send_batch(push, batch, excluded, stale_items)
                 replan = replan or outcome
             if not replan:

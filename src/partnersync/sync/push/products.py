@@ -135,10 +135,13 @@ def _halved(name: str, old: Any, new: Any) -> bool:
 class _ProductPlanner:
     """Plans one target's products (state shared across the records of one plan)."""
 
-    def __init__(self, plan: PushPlan, options: PushOptions, currency: str | None) -> None:
+    def __init__(
+        self, plan: PushPlan, options: PushOptions, currency: str | None, can_create: bool
+    ) -> None:
         self.plan = plan
         self.options = options
         self.currency = currency
+        self.can_create = can_create
 
     def winner(
         self,
@@ -203,6 +206,17 @@ class _ProductPlanner:
                         "has (deleted there): not re-created",
                         record.source_ref,
                         {"handle": hub.get("handle"), "external_id": bound},
+                    )
+                )
+                return
+            if not self.can_create:
+                self.plan.problems.append(
+                    Problem(
+                        key,
+                        f"{label} is not on {target}, and its connector can only update "
+                        "products there: not created",
+                        record.source_ref,
+                        {"handle": hub.get("handle")},
                     )
                 )
                 return
@@ -349,7 +363,9 @@ class ProductExporter(Exporter):
         bindings = self.store.bindings(target, "products")
         baselines = self.store.baselines(target, "products")
         currency = settings.get("currency")
-        planner = _ProductPlanner(plan, options, str(currency) if currency else None)
+        planner = _ProductPlanner(
+            plan, options, str(currency) if currency else None, "create" in self.writer.verbs
+        )
         for record in self._source_products(options):
             key = record.canonical_key
             bound = bindings.get(key)
