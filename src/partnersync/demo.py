@@ -12,6 +12,7 @@ import anyio
 from rich.console import Console
 
 from partnersync.auth.vault import Vault
+from partnersync.cli.render import print_push, pull_progress, summary_table
 from partnersync.config import init_project, load_project
 from partnersync.logs import configure_logging
 from partnersync.sandbox.shopify import ShopifySandbox
@@ -23,9 +24,14 @@ FILES = "demo-erp"
 ENTITIES = ("products", "inventory", "orders")
 
 
+def run_pull(service: Partnersync, account: str, entity: str) -> RunSummary:
+    """One pull with its progress line."""
+    with pull_progress(entity) as on_page:
+        return anyio.run(lambda: service.pull(account, entity, on_page=on_page))
+
+
 def push_back(service: Partnersync, shop: ShopifySandbox, drop: Path, console: Console) -> None:
     """The other direction: the brand's stock file to the shop, the shop's orders to a file."""
-    from partnersync.cli import print_push, run_pull
     from partnersync.sandbox.files import FileSandbox
 
     files = FileSandbox(directory=drop, skus=0, files=0).start()
@@ -57,8 +63,6 @@ def push_back(service: Partnersync, shop: ShopifySandbox, drop: Path, console: C
 
 def run_demo(directory: Path, console: Console) -> None:
     """Init a project in ``directory``, pull, change the sandbox, pull again, print the diff."""
-    from partnersync.cli import run_pull, summary_table
-
     root = directory.resolve()
     init_project(root)
     project = load_project(root)
@@ -110,7 +114,7 @@ def run_demo(directory: Path, console: Console) -> None:
         push_back(service, shop, root / "drop", console)
         service.close()
 
-    letters = Partnersync(project, redactor=redactor).store.list_dead_letters()
+    letters = Partnersync(project, redactor=redactor).dead_letters()
     for letter in letters:
         console.print(
             f"dead letter {letter['id']}: {letter['entity']} {letter['external_id']} "

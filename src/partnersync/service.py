@@ -26,6 +26,12 @@ from partnersync.sync.store import HubStore, MappedRecord, content_hash
 log = logging.getLogger("partnersync")
 
 
+def installed_connectors() -> list[ConnectorSpec]:
+    """The connectors installed (entry points ``partnersync.connectors``), by platform name;
+    no project needed."""
+    return sorted(ConnectorRegistry.from_entry_points(), key=lambda spec: spec.platform)
+
+
 class Partnersync:
     """One project's hub, accounts and sync operations."""
 
@@ -77,6 +83,38 @@ class Partnersync:
             secrets=dict(secrets),
         )
         log.info("account %s added (%s at %s)", name, platform, url)
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """Every wired account (no secrets)."""
+        return self.store.list_accounts()
+
+    def remove_account(self, name: str) -> bool:
+        """Forget an account and its secrets; False if there was none."""
+        return self.store.remove_account(name)
+
+    def runs(self, *, account: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Recent runs, newest first."""
+        return self.store.list_runs(account=account, limit=limit)
+
+    def run(self, run_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One run and its conflicts; ConfigError if there is no such run."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise ConfigError(f"no run {run_id}")
+        return run, self.store.list_conflicts(run_id)
+
+    def record(self, account: str, entity: str, external_id: str) -> dict[str, Any]:
+        """A stored canonical record by the account's id; ConfigError if there is none."""
+        record = self.store.find_record(account, entity, external_id)
+        if record is None:
+            raise ConfigError(f"no {entity} record {external_id!r} from {account}")
+        return record
+
+    def dead_letters(
+        self, *, account: str | None = None, entity: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Open dead letters, newest first."""
+        return self.store.list_dead_letters(account=account, entity=entity, limit=limit)
 
     @staticmethod
     def _validate_location(spec: ConnectorSpec, url: str, *, allow_loopback: bool) -> str:

@@ -174,3 +174,16 @@ def test_demo_runs_from_an_empty_directory(tmp_path: Path) -> None:
     ):
         assert (demo / name).exists(), name
     assert str(demo) in out
+
+
+def test_connectors_lists_the_capability_matrix_without_a_project(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "nowhere")
+    rows = json.loads(cli("connectors", "--json").stdout)
+    matrix = {(r["platform"], r["entity"]): r for r in rows}
+    assert matrix[("shopify", "inventory")]["push"] == ["update"]
+    assert matrix[("shopify", "inventory")]["compare_and_set"] is True
+    assert matrix[("shopify", "products")]["push"] == ["create", "update"]
+    assert matrix[("file", "orders")]["pull"] is False
+    table = cli("connectors").stdout
+    assert "shopify" in table
+    assert "fulfillments" in table

@@ -17,18 +17,29 @@ from typing import Annotated, Any
 
 import anyio
 import typer
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from partnersync.auth.vault import Vault
+from partnersync.cli.render import (
+    capability_rows,
+    capability_table,
+    console,
+    emit_json,
+    errors,
+    plan_dict,
+    plan_table,
+    print_push,
+    pull_progress,
+    summary_dict,
+    summary_table,
+)
 from partnersync.config import init_project, load_project
 from partnersync.errors import PartnersyncError
 from partnersync.logs import configure_logging
 from partnersync.mapping.convert import to_utc
-from partnersync.service import Partnersync
-from partnersync.sync.engine import PullProgress, RunSummary
-from partnersync.sync.push import MassChangeError, PushPlan, PushSummary
+from partnersync.service import Partnersync, installed_connectors
+from partnersync.sync.engine import RunSummary
+from partnersync.sync.push import MassChangeError, PushSummary
 
 app = typer.Typer(
     name="partnersync",
@@ -53,8 +64,6 @@ for sub, name in [
 ]:
     app.add_typer(sub, name=name)
 
-console = Console()
-errors = Console(stderr=True)
 
 ProjectOption = Annotated[
     Path | None,
@@ -80,11 +89,6 @@ def open_service() -> Partnersync:
     project = load_project(state.project_dir)
     redactor = configure_logging(project.log_file)
     return Partnersync(project, redactor=redactor)
-
-
-def emit_json(data: Any) -> None:
-    """Print JSON for scripts."""
-    typer.echo(json.dumps(data, indent=2, default=str))
 
 
 # -- init -----------------------------------------------------------------------------------
@@ -164,7 +168,7 @@ def _option_value(raw: str) -> Any:
 @accounts_app.command("list")
 def accounts_list(as_json: JsonOption = False) -> None:
     """List accounts (never their secrets)."""
-    accounts = open_service().store.list_accounts()
+    accounts = open_service().accounts()
     if as_json:
         emit_json(accounts)
         return
@@ -179,7 +183,7 @@ def accounts_list(as_json: JsonOption = False) -> None:
 @accounts_app.command("remove")
 def accounts_remove(name: str) -> None:
     """Remove an account (its hub records and run history stay)."""
-    if not open_service().store.remove_account(name):
+    if not open_service().remove_account(name):
         raise PartnersyncError(f"no account named {name!r}")
     console.print(f"account {name} removed")
 
@@ -203,83 +207,10 @@ def run_pull(
     show_progress: bool = True,
 ) -> RunSummary:
     """Pull with a live progress line; returns the summary."""
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not show_progress,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(entity, total=None, detail="starting")
-
-        def on_page(p: PullProgress) -> None:
-            progress.update(
-                task,
-                detail=f"page {p.pages}: {p.fetched} read, {p.created} new, {p.updated} changed, "
-                f"{p.dead_lettered} dead, {p.requests} req",
-            )
-
-        summary = anyio.run(
+    with pull_progress(entity, show=show_progress) as on_page:
+        return anyio.run(
             lambda: service.pull(account, entity, full=full, since=since, on_page=on_page)
         )
-        progress.update(task, total=1, completed=1)
-    return summary
-
-
-def summary_dict(summary: RunSummary) -> dict[str, Any]:
-    """A run summary for JSON output."""
-    p = summary.progress
-    return {
-        "run_id": summary.run_id,
-        "account": summary.account,
-        "entity": summary.entity,
-        "status": summary.status,
-        "since": summary.since.isoformat() if summary.since else None,
-        "cursor_after": summary.cursor_after,
-        "pages": p.pages,
-        "requests": p.requests,
-        "fetched": p.fetched,
-        "created": p.created,
-        "updated": p.updated,
-        "unchanged": p.unchanged,
-        "dead_lettered": p.dead_lettered,
-        "error": summary.error,
-    }
-
-
-def summary_table(rows: list[tuple[str, RunSummary]], title: str) -> Table:
-    """created / updated / unchanged / dead-lettered / requests per run."""
-    table = Table(title=title)
-    for column in (
-        "pass",
-        "entity",
-        "status",
-        "fetched",
-        "created",
-        "updated",
-        "unchanged",
-        "dead-lettered",
-        "requests",
-    ):
-        numeric = column not in ("pass", "entity", "status")
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
-    colour = {"succeeded": "green", "partial": "yellow", "failed": "red"}
-    for label, s in rows:
-        p = s.progress
-        table.add_row(
-            label,
-            s.entity,
-            f"[{colour.get(s.status, 'white')}]{s.status}[/]",
-            str(p.fetched),
-            str(p.created),
-            str(p.updated),
-            str(p.unchanged),
-            str(p.dead_lettered),
-            str(p.requests),
-        )
-    return table
 
 
 @sync_app.command("pull")
@@ -316,76 +247,6 @@ def sync_pull(
                 errors.print(f"[red]run {s.run_id} failed:[/] {s.error}")
     if any(s.status == "failed" for _, s in results):
         raise typer.Exit(1)
-
-
-def plan_table(plan: PushPlan) -> Table:
-    """The exact writes a push would make: record, field, platform value → new value."""
-    table = Table(title=f"{plan.entity} → {plan.target}: {len(plan.writes)} writes planned")
-    for column in ("record", "field", "platform value", "new value"):
-        table.add_column(column, overflow="fold")
-    for write in plan.writes:
-        for number, change in enumerate(write.changes):
-            table.add_row(
-                write.label if number == 0 else "",
-                change.field,
-                "—" if change.current is None else str(change.current),
-                str(change.new),
-            )
-    return table
-
-
-def plan_dict(plan: PushPlan) -> dict[str, Any]:
-    """A plan for JSON output."""
-    return {
-        "target": plan.target,
-        "entity": plan.entity,
-        "writes": [
-            {
-                "record": w.label,
-                "operation": w.operation,
-                "source": w.source_ref,
-                "changes": [
-                    {"field": c.field, "current": c.current, "new": c.new} for c in w.changes
-                ],
-            }
-            for w in plan.writes
-        ],
-        "unchanged": plan.unchanged,
-        "problems": [
-            {"record": p.key, "reason": p.reason, "source": p.source_ref} for p in plan.problems
-        ],
-        "conflicts": [vars(c) for c in plan.conflicts],
-    }
-
-
-def print_push(summary: PushSummary, dry_run: bool) -> None:
-    """Plan (for a dry run) or outcome of a push, with problems and conflicts."""
-    plan = summary.plan
-    if dry_run:
-        console.print(plan_table(plan))
-        console.print(f"dry run: nothing was written; {plan.unchanged} already equal")
-    else:
-        colour = {"succeeded": "green", "partial": "yellow", "failed": "red"}.get(
-            summary.status, "white"
-        )
-        console.print(
-            f"push run {summary.run_id} {summary.target}/{summary.entity}: "
-            f"[{colour}]{summary.status}[/] "
-            f"— {summary.created} created, {summary.updated} updated, {plan.unchanged} unchanged, "
-            f"{len(plan.problems)} not placed, {summary.dead_lettered} dead-lettered, "
-            f"{len(plan.conflicts)} conflicts, {summary.requests} requests"
-        )
-    for problem in plan.problems:
-        console.print(
-            f"[yellow]not placed[/] {problem.key} ({problem.source_ref or '?'}): {problem.reason}"
-        )
-    for c in plan.conflicts:
-        console.print(
-            f"[magenta]conflict[/] {c.key} {c.field}: hub {c.hub!r} vs platform {c.platform!r} "
-            f"(was {c.baseline!r}) → {c.winner} wins by policy {c.policy!r}"
-        )
-    if summary.error:
-        errors.print(f"[red]push failed:[/] {summary.error}", highlight=False)
 
 
 @sync_app.command("push")
@@ -495,7 +356,7 @@ def runs_list(
     as_json: JsonOption = False,
 ) -> None:
     """Recent runs, newest first."""
-    runs = open_service().store.list_runs(account=account, limit=limit)
+    runs = open_service().runs(account=account, limit=limit)
     if as_json:
         emit_json(runs)
         return
@@ -534,11 +395,7 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: int, as_json: JsonOption = False) -> None:
     """One run in full."""
-    service = open_service()
-    run = service.store.get_run(run_id)
-    if run is None:
-        raise PartnersyncError(f"no run {run_id}")
-    conflicts = service.store.list_conflicts(run_id)
+    run, conflicts = open_service().run(run_id)
     if as_json:
         emit_json({**run, "conflicts": conflicts})
         return
@@ -556,9 +413,7 @@ def runs_show(run_id: int, as_json: JsonOption = False) -> None:
 @records_app.command("show")
 def records_show(account: str, entity: str, external_id: str, as_json: JsonOption = False) -> None:
     """A canonical record by its platform id."""
-    record = open_service().store.find_record(account, entity, external_id)
-    if record is None:
-        raise PartnersyncError(f"no {entity} record {external_id!r} from {account}")
+    record = open_service().record(account, entity, external_id)
     if as_json:
         emit_json(record)
     else:
@@ -572,7 +427,7 @@ def dlq_list(
     as_json: JsonOption = False,
 ) -> None:
     """Open dead letters: record, field and reason."""
-    letters = open_service().store.list_dead_letters(account=account, entity=entity)
+    letters = open_service().dead_letters(account=account, entity=entity)
     if as_json:
         emit_json(letters)
         return
@@ -601,11 +456,25 @@ def dlq_replay(
     service = open_service()
     chosen = list(ids or [])
     if replay_all:
-        chosen = [d["id"] for d in service.store.list_dead_letters(limit=10_000)]
+        chosen = [d["id"] for d in service.dead_letters(limit=10_000)]
+        if not chosen:
+            console.print("no open dead letters: nothing to replay")
+            return
     if not chosen:
         raise PartnersyncError("name dead-letter ids, or pass --all")
     for letter_id, outcome in anyio.run(service.replay, chosen):
         console.print(f"{letter_id:>6} {outcome}" if letter_id else outcome)
+
+
+# -- connectors -----------------------------------------------------------------------------
+@app.command()
+def connectors(as_json: JsonOption = False) -> None:
+    """Installed connectors: what each can pull, incrementally or not, and how it writes."""
+    rows = capability_rows(installed_connectors())
+    if as_json:
+        emit_json(rows)
+    else:
+        console.print(capability_table(rows))
 
 
 # -- sandbox and demo -----------------------------------------------------------------------
