@@ -60,7 +60,8 @@ class Writer:
     ``update`` is declared); ``batch_limit``: records per write request; ``idempotency_keys``:
     the platform de-duplicates a repeated request by our key; ``compare_and_set``: a write can
     carry the value it expects to replace; ``verified_by``: the natural key a lost answer is
-    looked up by before the write is repeated (``None``: the write is safe to repeat).
+    looked up by before the write is repeated (``None``: the write is safe to repeat);
+    ``all_or_none``: a refused batch applied nothing (else the items not refused landed).
     """
 
     verbs: frozenset[str]
@@ -68,6 +69,7 @@ class Writer:
     idempotency_keys: bool = False
     compare_and_set: bool = False
     verified_by: str | None = None
+    all_or_none: bool = False
 
     def __post_init__(self) -> None:
         unknown = self.verbs - VERBS

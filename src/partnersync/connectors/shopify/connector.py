@@ -122,6 +122,7 @@ class ShopifyConnector(Connector):
                 batch_limit=250,
                 idempotency_keys=True,
                 compare_and_set=True,
+                all_or_none=True,
             ),
         ),
         EntityCapability("orders", sorted_by_cursor=True),

@@ -41,9 +41,12 @@ class FulfillmentExporter(Exporter):
             by_ref[order.external_id] = order
         targets = sorted({*options.targets, target})
         whole: set[str] = set()  # orders a parcel without lines fulfils in this plan
+        # A parcel delivered once stays delivered, even where the platform's order does not
+        # show the tracking (WooCommerce keeps it in a note).
+        delivered = set(self.store.latest_done_content(target, "fulfillments"))
         for source in options.sources:
             for record in self.store.records_of(source, "fulfillments"):
-                problem = self._plan_shipment(plan, record, by_ref, targets, whole)
+                problem = self._plan_shipment(plan, record, by_ref, targets, whole, delivered)
                 if problem is not None:
                     plan.problems.append(
                         Problem(record.external_id, problem, record.source_ref, record.data)
@@ -57,6 +60,7 @@ class FulfillmentExporter(Exporter):
         by_ref: Mapping[str, HubRecord],
         targets: list[str],
         whole: set[str],
+        delivered: set[str],
     ) -> str | None:
         """Plan one shipment; returns why it cannot be placed, if it cannot."""
         shipment = record.data
@@ -74,7 +78,7 @@ class FulfillmentExporter(Exporter):
         if order is None:
             return f"order {ref!r} is not a known {plan.target} order"
         tracked = {f.get("tracking_number") for f in order.data.get("fulfillments") or []}
-        if tracking in tracked:
+        if tracking in tracked or f"{order.canonical_key}#{tracking}" in delivered:
             plan.unchanged += 1
             return None
         if not shipment.get("lines"):

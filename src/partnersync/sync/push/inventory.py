@@ -180,35 +180,44 @@ class InventoryExporter(Exporter):
             excluded.update(e.canonical_key for e in batch)
             return False
         if outcome.applied:
-            self.store.complete_writes(
-                push.target,
-                "inventory",
-                done=ids,
-                field_patches={
-                    str(e.payload["target_external_id"]): {"available": int(e.payload["quantity"])}
-                    for e in batch
-                },
-                baselines={
-                    e.canonical_key: {"available": int(e.payload["quantity"])} for e in batch
-                },
-            )
-            push.summary.updated += len(batch)
+            self._landed(push, batch)
             return False
         if not outcome.rejected and not outcome.stale:
             push.dead(batch, "; ".join(outcome.errors) or "refused", "WriteRefused", OPERATION)
             excluded.update(e.canonical_key for e in batch)
             return False
-        superseded = []
+        superseded, landed = [], []
         for index, entry in enumerate(batch):
             if index in outcome.rejected:
                 push.dead([entry], outcome.rejected[index], "WriteRefused", OPERATION)
                 excluded.add(entry.canonical_key)
-                continue
-            if index in outcome.stale:
+            elif index in outcome.stale:
                 stale_items.append(str(entry.payload["inventory_item_id"]))
-            superseded.append(entry.id)
-        self.store.mark_outbox(superseded, "superseded")
-        return True
+                superseded.append(entry)
+            elif self.writer.all_or_none:
+                superseded.append(entry)  # nothing of the batch applied: plan it again
+            else:
+                landed.append(entry)  # the platform applied the items it did not refuse
+        self.store.mark_outbox([e.id for e in superseded], "superseded")
+        if landed:
+            self._landed(push, landed)
+        return bool(superseded)
+
+    def _landed(self, push: PushRun, entries: Sequence[OutboxEntry]) -> None:
+        """Done, with the hub's copies of the levels and the baselines (what we wrote) in the
+        same transaction."""
+        written = {e.canonical_key: int(e.payload["quantity"]) for e in entries}
+        self.store.complete_writes(
+            push.target,
+            "inventory",
+            done=[e.id for e in entries],
+            field_patches={
+                str(e.payload["target_external_id"]): {"available": written[e.canonical_key]}
+                for e in entries
+            },
+            baselines={key: {"available": quantity} for key, quantity in written.items()},
+        )
+        push.summary.updated += len(entries)
 
     async def _refresh_levels(self, push: PushRun, item_ids: Sequence[str]) -> None:
         """Re-read levels whose compare failed and adopt what the platform really holds."""

@@ -1,0 +1,38 @@
+"""WooCommerce: REST API v3 connector, mappers and sandbox, registered as ``WOOCOMMERCE``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from partnersync.auth.oauth1 import ConsumerKeyAuth
+from partnersync.connectors.base import ConnectorSpec
+from partnersync.connectors.woocommerce.connector import WooCommerceConnector
+from partnersync.connectors.woocommerce.mappers import IMPORT_MAPPERS
+
+
+def consumer_key_auth(secrets: Mapping[str, str]) -> httpx.Auth:
+    """The consumer key pair: HTTP Basic over HTTPS, OAuth 1.0a signatures over plain HTTP."""
+    return ConsumerKeyAuth(secrets["consumer_key"], secrets["consumer_secret"])
+
+
+def _sandbox(*, fast: bool = False, **options: Any) -> Any:
+    """A sandbox store (``fast`` is accepted for the contract suite; nothing paces here)."""
+    from partnersync.sandbox.woocommerce import WooCommerceSandbox
+
+    return WooCommerceSandbox(**options)
+
+
+WOOCOMMERCE = ConnectorSpec(
+    platform="woocommerce",
+    connector=WooCommerceConnector,
+    mappers=IMPORT_MAPPERS,
+    auth=consumer_key_auth,
+    secret_fields=("consumer_key", "consumer_secret"),
+    sandbox=_sandbox,
+)
+"""The WooCommerce connector as the registry sees it."""
+
+__all__ = ["WOOCOMMERCE", "WooCommerceConnector"]

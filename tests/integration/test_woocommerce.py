@@ -1,0 +1,196 @@
+"""WooCommerce end to end against its loopback sandbox: reads, limits, errors, writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from partnersync.auth.vault import Vault
+from partnersync.connectors.woocommerce.mappers import gmt
+from partnersync.sandbox.files import FileSandbox
+from partnersync.sandbox.woocommerce import WooCommerceSandbox
+from partnersync.service import Partnersync
+from partnersync.sync.push import PushOptions
+from tests.integration.push_world import add_files, hub
+
+pytestmark = pytest.mark.anyio
+
+
+def add_store(service: Partnersync, name: str, store: WooCommerceSandbox, **secrets: str) -> None:
+    service.add_account(
+        name=name,
+        platform="woocommerce",
+        base_url=store.url,
+        secrets={**store.credentials(), **secrets},
+        allow_loopback=True,
+    )
+
+
+@pytest.fixture
+def store() -> Iterator[WooCommerceSandbox]:
+    with WooCommerceSandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def drop(tmp_path: Path) -> Iterator[FileSandbox]:
+    with FileSandbox(directory=tmp_path / "drop", skus=0, files=0) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def svc(
+    tmp_path: Path, vault: Vault, store: WooCommerceSandbox, drop: FileSandbox
+) -> Iterator[Any]:
+    service = hub(tmp_path / "project", vault)
+    add_store(service, "woo", store)
+    add_files(service, "erp", drop)
+    yield service
+    service.close()
+
+
+def served(store: WooCommerceSandbox, op: str) -> list[dict[str, Any]]:
+    return [e for e in store.log.entries if e.get("op") == op]
+
+
+async def test_an_incremental_pull_reads_only_what_changed(
+    svc: Partnersync, store: WooCommerceSandbox
+) -> None:
+    first = await svc.pull("woo", "products")
+    assert first.progress.created == len(store.data.products)
+    changed = sorted(store.data.products)[:2]
+    # Re-read besides them: what the overlap (120 s) and the strict-after second cover.
+    stamps = {i: gmt(p["date_modified_gmt"]) for i, p in store.data.products.items()}
+    floor = max(stamps.values()) - timedelta(seconds=121)
+    overlap = sum(1 for i, s in stamps.items() if i not in changed and s > floor)
+    await anyio.sleep(1.05)  # WooCommerce times have second precision
+    for product_id in changed:
+        store.data.update_product(product_id, {"name": f"Renamed {product_id}"})
+    store.log.clear()
+
+    second = await svc.pull("woo", "products")
+
+    assert sum(e["records"] for e in served(store, "list_products")) == 2 + overlap
+    assert (second.progress.updated, second.progress.created) == (2, 0)
+    assert all(e["query"]["dates_are_gmt"] == "true" for e in served(store, "list_products"))
+    record = svc.store.find_record("woo", "products", str(changed[0]))
+    assert record is not None
+    assert record["data"]["title"] == f"Renamed {changed[0]}"
+
+
+async def test_pages_of_a_hundred_walk_to_the_end(tmp_path: Path, vault: Vault) -> None:
+    with WooCommerceSandbox(products=250, orders=0) as big:
+        service = hub(tmp_path / "p", vault)
+        add_store(service, "woo", big)
+
+        summary = await service.pull("woo", "orders")
+        products = await service.pull("woo", "products")
+
+        pages = served(big, "list_products")
+        assert [e["query"]["per_page"] for e in pages] == ["100"] * len(pages)
+        assert len(pages) == 3
+        assert products.progress.created == 250
+        assert summary.progress.fetched == 0
+        service.close()
+
+
+async def test_a_throttle_answer_is_waited_out_before_the_next_request(
+    tmp_path: Path, vault: Vault
+) -> None:
+    with WooCommerceSandbox(products=12, orders=0, throttle_every=2, retry_after=0.5) as slow:
+        service = hub(tmp_path / "p", vault)
+        add_store(service, "woo", slow)
+
+        summary = await service.pull("woo", "products")
+
+        assert summary.status == "succeeded"
+        assert summary.progress.created == 12
+        entries = slow.log.entries
+        throttled = [i for i, e in enumerate(entries) if e.get("throttled")]
+        assert throttled
+        for index in throttled:
+            assert entries[index + 1]["t"] - entries[index]["t"] >= 0.5
+        service.close()
+
+
+async def test_a_refused_request_is_not_retried_and_the_run_fails(
+    svc: Partnersync, store: WooCommerceSandbox
+) -> None:
+    store.faults.fail(400)
+
+    summary = await svc.pull("woo", "products")
+
+    assert summary.status == "failed"
+    assert "HTTP 400" in (summary.error or "")
+    assert [e["status"] for e in store.log.entries] == [400]
+
+
+async def test_a_wrong_secret_is_an_authentication_error(
+    tmp_path: Path, vault: Vault, store: WooCommerceSandbox
+) -> None:
+    service = hub(tmp_path / "p", vault)
+    add_store(service, "woo", store, consumer_secret="cs_wrong")
+
+    summary = await service.pull("woo", "products")
+
+    assert summary.status == "failed"
+    assert "AuthenticationError" in (summary.error or "")
+    assert "signature" in (summary.error or "")
+    service.close()
+
+
+async def test_stock_from_a_csv_reaches_the_store_once_in_batches_of_a_hundred(
+    tmp_path: Path, vault: Vault, drop: FileSandbox
+) -> None:
+    with WooCommerceSandbox(products=180, orders=0) as big:
+        service = hub(tmp_path / "p", vault)
+        add_store(service, "woo", big)
+        add_files(service, "erp", drop)
+        wanted = {sku: (n * 7) % 31 + 1 for n, sku in enumerate(big.data.skus())}
+        drop.write(
+            "inventory/stock.csv",
+            [{"sku": s, "location": "default", "available": q} for s, q in wanted.items()],
+        )
+        await service.pull("erp", "inventory")
+
+        first = await service.push("woo", "inventory", PushOptions(sources=("erp",), buffer=1))
+
+        assert first.status == "succeeded", first.plan.problems
+        assert {s: big.data.stock_of(s) for s in wanted} == {s: q - 1 for s, q in wanted.items()}
+        batches = [e for e in big.log.entries if e.get("write")]
+        assert batches
+        assert all(e["items"] <= 100 for e in batches)
+        big.log.clear()
+        again = await service.push("woo", "inventory", PushOptions(sources=("erp",), buffer=1))
+        assert again.plan.writes == []
+        assert [e for e in big.log.entries if e.get("write")] == []
+        service.close()
+
+
+async def test_a_shipment_completes_the_order_with_a_tracking_note_once(
+    svc: Partnersync, store: WooCommerceSandbox, drop: FileSandbox
+) -> None:
+    order = next(o for o in store.data.orders.values() if o["status"] == "processing")
+    drop.write(
+        "fulfillments/s.csv",
+        [{"order": f"#{order['number']}", "carrier": "UPS", "tracking_number": "1ZWOO1"}],
+    )
+    await svc.pull("erp", "fulfillments")
+    store.faults.drop("create_note")  # the note lands, its answer is lost
+
+    first = await svc.push("woo", "fulfillments", PushOptions(sources=("erp",)))
+
+    assert first.status == "succeeded", (first.error, first.plan.problems)
+    notes = store.data.notes[order["id"]]
+    assert [n["note"] for n in notes] == ["Shipped with UPS, tracking number 1ZWOO1"]
+    assert order["status"] == "completed"
+    await anyio.sleep(1.05)
+    store.data.update_order(order["id"], {"customer_note": "leave at the door"})
+    again = await svc.push("woo", "fulfillments", PushOptions(sources=("erp",)))  # re-reads it
+    assert again.plan.writes == []
+    assert len(store.data.notes[order["id"]]) == 1
