@@ -187,3 +187,22 @@ def test_connectors_lists_the_capability_matrix_without_a_project(tmp_path: Path
     table = cli("connectors").stdout
     assert "shopify" in table
     assert "fulfillments" in table
+
+
+def test_the_demo_runs_on_the_woocommerce_sandbox(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "partnersync", "demo", "--platform", "woocommerce"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "COLUMNS": "160"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sandbox woocommerce" in result.stdout
+    assert "incremental" in result.stdout
+    assert "unknown product status 'limbo'" in result.stdout
+    assert "pushed again: 0 writes" in result.stdout
+    exports = tmp_path / "partnersync-demo" / "drop" / "orders-out"
+    assert len(list(exports.glob("orders-*.jsonl"))) == 1

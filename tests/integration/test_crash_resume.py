@@ -85,3 +85,39 @@ def test_killed_pull_resumes_with_every_record_exactly_once(
     page_requests = [e for e in shop.log.entries if e.get("op") == "Orders"]
     assert len(page_requests) <= remaining_pages + 1
     hub.close()
+
+
+@pytest.mark.parametrize("failpoint", ["before_page_commit:2", "after_page_commit:3"])
+def test_a_killed_woocommerce_pull_resumes_with_every_record_exactly_once(
+    tmp_path: Path, failpoint: str
+) -> None:
+    from partnersync.sandbox.woocommerce import WooCommerceSandbox
+
+    keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    project = tmp_path / "project"
+    init_project(project)
+    with WooCommerceSandbox(products=5, orders=40) as store:
+        service = make_service(
+            project, Vault.parse(keys), database_url=f"sqlite:///{project / 'hub.db'}"
+        )
+        service.add_account(
+            name="woo",
+            platform="woocommerce",
+            base_url=store.url,
+            secrets=store.credentials(),
+            options={"page_size": PAGE_SIZE},
+            allow_loopback=True,
+        )
+        service.close()
+
+        killed = run_cli(project, keys, "sync", "pull", "woo", "orders", failpoints=failpoint)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        resumed = run_cli(project, keys, "sync", "pull", "woo", "orders", "--json")
+        assert resumed.returncode == 0, resumed.stderr
+
+        hub = make_service(
+            project, Vault.parse(keys), database_url=f"sqlite:///{project / 'hub.db'}"
+        )
+        ids = sorted(r.external_id for r in hub.store.records_of("woo", "orders"))
+        assert ids == sorted(str(i) for i in store.data.orders)
+        hub.close()

@@ -194,3 +194,78 @@ async def test_a_shipment_completes_the_order_with_a_tracking_note_once(
     again = await svc.push("woo", "fulfillments", PushOptions(sources=("erp",)))  # re-reads it
     assert again.plan.writes == []
     assert len(store.data.notes[order["id"]]) == 1
+
+
+def test_woocommerces_own_python_client_works_against_the_sandbox(
+    store: WooCommerceSandbox,
+) -> None:
+    # The official client (package "woocommerce", by Automattic) signs with its own OAuth 1.0a
+    # code over plain HTTP; a sandbox that drifted from the protocol would refuse it.
+    from woocommerce import API
+
+    client = API(
+        url=store.url,
+        consumer_key=store.consumer_key,
+        consumer_secret=store.consumer_secret,
+        version="wc/v3",
+        timeout=10,
+    )
+    listed = client.get("products", params={"per_page": 100, "orderby": "modified"})
+    assert listed.status_code == 200, listed.text
+    assert len(listed.json()) == len(store.data.products)
+    assert listed.headers["X-WP-Total"] == str(len(store.data.products))
+    variable = next(p for p in listed.json() if p["type"] == "variable")
+    variations = client.get(f"products/{variable['id']}/variations").json()
+    assert sorted(v["id"] for v in variations) == sorted(variable["variations"])
+    simple = next(p for p in listed.json() if p["type"] == "simple")
+    batch = client.post("products/batch", {"update": [{"id": simple["id"], "stock_quantity": 77}]})
+    assert batch.status_code == 200, batch.text
+    assert store.data.products[simple["id"]]["stock_quantity"] == 77
+    wrong = API(
+        url=store.url, consumer_key=store.consumer_key, consumer_secret="x", version="wc/v3"
+    )
+    assert wrong.get("products").status_code == 401
+
+
+async def test_one_stock_file_feeds_shopify_and_woocommerce_in_one_job(
+    tmp_path: Path, vault: Vault, store: WooCommerceSandbox, drop: FileSandbox
+) -> None:
+    from tests.integration.push_world import add_shop, avail, new_shop, skus
+
+    shop = new_shop()
+    try:
+        shared = skus(shop, 4)
+        simple = sorted(i for i, p in store.data.products.items() if p["type"] == "simple")
+        for product_id, sku in zip(simple, shared, strict=False):
+            store.data.update_product(product_id, {"sku": sku})  # the same catalogue on both
+        jobs = {
+            "stock": {
+                "entity": "inventory",
+                "sources": ["erp"],
+                "targets": ["shop", "woo"],
+                "buffer": 2,
+                "allocation_by_target": {"woo": "0.5"},
+            }
+        }
+        service = hub(tmp_path / "p", vault, jobs=jobs)
+        add_shop(service, "shop", shop)
+        add_store(service, "woo", store)
+        add_files(service, "erp", drop)
+        counts = dict(zip(shared, (1, 7, 12, 30), strict=True))
+        drop.write(
+            "inventory/s.csv",
+            [{"sku": s, "location": "Main warehouse", "available": n} for s, n in counts.items()],
+        )
+
+        first = [r for r in await service.run_job("stock") if hasattr(r, "plan")]
+
+        assert [p.status for p in first] == ["succeeded", "succeeded"]
+        assert {s: avail(shop, s) for s in shared} == {s: max(0, n - 2) for s, n in counts.items()}
+        assert {s: store.data.stock_of(s) for s in shared} == {
+            s: max(0, n - 2) // 2 for s, n in counts.items()
+        }
+        again = [r for r in await service.run_job("stock") if hasattr(r, "plan")]
+        assert [p.plan.writes for p in again] == [[], []]
+        service.close()
+    finally:
+        shop.stop()

@@ -522,11 +522,14 @@ def demo(
     directory: Annotated[
         Path, typer.Option("--dir", help="Where to keep the demo project.")
     ] = Path("partnersync-demo"),
+    platform: Annotated[
+        str, typer.Option(help="The sandbox platform: shopify or woocommerce.")
+    ] = "shopify",
 ) -> None:
-    """Pull from a local sandbox Shopify into a SQLite hub, change it, pull again, show the diff."""
+    """Pull from a local sandbox platform into a SQLite hub, change it, pull again, push back."""
     from partnersync.demo import run_demo
 
-    run_demo(directory, console)
+    run_demo(directory, console, platform)
 
 
 def main() -> None:

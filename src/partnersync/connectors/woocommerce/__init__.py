@@ -18,10 +18,20 @@ def consumer_key_auth(secrets: Mapping[str, str]) -> httpx.Auth:
     return ConsumerKeyAuth(secrets["consumer_key"], secrets["consumer_secret"])
 
 
-def _sandbox(*, fast: bool = False, **options: Any) -> Any:
-    """A sandbox store (``fast`` is accepted for the contract suite; nothing paces here)."""
+def _sandbox(
+    *,
+    fast: bool = False,
+    token: str | None = None,
+    restore_rate: float | None = None,
+    **options: Any,
+) -> Any:
+    """A sandbox store. ``token`` (from ``sandbox serve``) makes the key pair ``ck_<token>`` /
+    ``cs_<token>``; ``fast`` and ``restore_rate`` mean nothing here (nothing paces)."""
     from partnersync.sandbox.woocommerce import WooCommerceSandbox
 
+    if token:
+        options.setdefault("consumer_key", f"ck_{token}")
+        options.setdefault("consumer_secret", f"cs_{token}")
     return WooCommerceSandbox(**options)
 
 

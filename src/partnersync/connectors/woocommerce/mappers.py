@@ -136,15 +136,19 @@ class WooProductImportMapper(Mapper[Product]):
         """The product id and its GMT modification time."""
         return {"origin": _origin(self, record, str(record.get("id")))}
 
-    @mapping("status", "product_type", "tags")
-    def labels(self, record: Record) -> dict[str, Any]:
-        """Post status onto the canonical one; first category as the type; tag names."""
+    @mapping("status")
+    def status(self, record: Record) -> dict[str, Any]:
+        """The post status onto the canonical one."""
         status = record.get("status")
         if status not in _PRODUCT_STATUS:
             raise ValueError(f"unknown product status {status!r}")
+        return {"status": _PRODUCT_STATUS[status]}
+
+    @mapping("product_type", "tags")
+    def labels(self, record: Record) -> dict[str, Any]:
+        """The first category as the type; tag names."""
         categories = record.get("categories") or []
         return {
-            "status": _PRODUCT_STATUS[status],
             "product_type": categories[0]["name"] if categories else None,
             "tags": [t["name"] for t in record.get("tags") or []],
         }

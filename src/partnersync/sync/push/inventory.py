@@ -7,6 +7,7 @@ compare-and-set on what we last read. How several source levels make one target 
   — they are different stock feeding one channel location;
 * the same SKU at the *same source location* reported by several source accounts is one stock
   seen twice: the first source listed in the job wins (adding them up would oversell);
+* a target with a single location (WooCommerce) receives every source location's stock there;
 * a source level equal to what this engine last wrote to that source (it is a channel we also
   push to) is an echo of our own write and is not sent anywhere as if it were new (two-way
   jobs otherwise apply the buffer on every hop and drain both sides).
@@ -56,8 +57,12 @@ class InventoryExporter(Exporter):
     ) -> PushPlan:
         """Target levels to set from the sources' stock (``excluded``: keys not to plan)."""
         plan = PushPlan(target, "inventory")
-        stock, refs, echoes = self._source_stock(options)
         levels = self.store.records_of(target, "inventory")
+        places = {str(r.data.get("location_name") or r.data["location_id"]) for r in levels}
+        # A channel with a single stock location (WooCommerce keeps one stock per item) sells
+        # every source location's stock from it.
+        only = next(iter(places)) if len(places) == 1 else None
+        stock, refs, echoes = self._source_stock(options, only)
         plan.target_records = len(levels)
         by_id = {(r.data["sku"], r.data["location_id"]): r for r in levels}
         by_name = {(r.data["sku"], r.data.get("location_name")): r for r in levels}
@@ -106,7 +111,7 @@ class InventoryExporter(Exporter):
         return plan
 
     def _source_stock(
-        self, options: PushOptions
+        self, options: PushOptions, only_location: str | None
     ) -> tuple[
         dict[tuple[str, str], dict[str, int]],
         dict[tuple[str, str], str | None],
@@ -121,7 +126,8 @@ class InventoryExporter(Exporter):
             for record in self.store.records_of(source, "inventory"):
                 level = record.data
                 location = str(level.get("location_name") or level.get("location_id") or "")
-                where = (str(level["sku"]), options.locations.get(location, location))
+                mapped = only_location or options.locations.get(location, location)
+                where = (str(level["sku"]), mapped)
                 ours = written.get(record.canonical_key)
                 if ours is not None and ours.get("available") == level["available"]:
                     echoes.add(where)
