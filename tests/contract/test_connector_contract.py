@@ -51,7 +51,7 @@ def make_connector(spec: ConnectorSpec, sandbox: Sandbox) -> Connector:
         platform=spec.platform,
         base_url=sandbox.url,
         api_version=spec.default_api_version,
-        options={"page_size": PAGE_SIZE},
+        options={"page_size": PAGE_SIZE, "qps": 1000},
     )
     return spec.connector(info, auth=spec.auth(sandbox.credentials()))
 

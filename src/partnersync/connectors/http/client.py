@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -161,11 +162,13 @@ class HttpClient:
         *,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
+        form: Mapping[str, str] | None = None,
         cost: float = 1.0,
         check: BodyCheck | None = None,
         idempotent: bool = True,
     ) -> tuple[httpx.Response, Any]:
-        """Send a request and parse its JSON body, retrying per policy; returns (response, body)."""
+        """Send a request (a JSON or a form body) and parse its JSON answer, retrying per
+        policy; returns (response, body)."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.max_attempts)
             | stop_after_delay(self.retry.max_total_delay),
@@ -178,7 +181,7 @@ class HttpClient:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.retries += 1
-                return await self._attempt(method, url, json, params, cost, check)
+                return await self._attempt(method, url, json, params, form, cost, check)
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
     async def _attempt(
@@ -187,13 +190,19 @@ class HttpClient:
         url: str,
         json_body: Any,
         params: Mapping[str, Any] | None,
+        form: Mapping[str, str] | None,
         cost: float,
         check: BodyCheck | None,
     ) -> tuple[httpx.Response, Any]:
         if self.limiter is not None:
             await self.limiter.acquire(cost)
-        content = orjson.dumps(json_body) if json_body is not None else None
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        content: bytes | None = None
+        headers: dict[str, str] | None = None
+        if json_body is not None:
+            content, headers = orjson.dumps(json_body), {"Content-Type": "application/json"}
+        elif form is not None:
+            content = urlencode(form).encode()
+            headers = {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
         self.requests_sent += 1
         try:
             response = await self._client.request(
