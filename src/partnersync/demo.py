@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -125,6 +126,46 @@ class _WooCommerce:
         return list(self.sandbox.data.skus()[:count])
 
 
+@dataclass
+class _Taobao:
+    sandbox: Any
+    name: str = "taobao"
+    location: str = "default"
+
+    @property
+    def url(self) -> str:
+        return str(self.sandbox.url)
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        return dict(self.sandbox.credentials())
+
+    def change(self) -> str:
+        data = self.sandbox.data
+        items = sorted(data.items)[:5]
+        for num_iid in items:
+            data.touch_item(num_iid, {"title": data.items[num_iid]["title"] + "（新）"})
+        trades = sorted(data.trades)[:3]
+        moment = data.now() - timedelta(minutes=5)  # the last window ends minutes behind now
+        for tid in trades:
+            data.trades[tid].update(status="TRADE_FINISHED", modified=gmt8_text(moment))
+        broken = sorted(data.items)[-1]
+        data.touch_item(broken, {"price": "十元"})  # a bad record on purpose
+        return (
+            f"{len(items)} items, {len(trades)} trades, and one item priced '十元' (not a number)"
+        )
+
+    def skus(self, count: int) -> list[str]:
+        return list(self.sandbox.data.outer_ids()[:count])
+
+
+def gmt8_text(moment: datetime) -> str:
+    """A time as TOP writes it (GMT+8), for the sandbox's data."""
+    from partnersync.auth.top import top_timestamp
+
+    return top_timestamp(moment)
+
+
 @contextmanager
 def sandbox_platform(platform: str, request_log: Path) -> Iterator[DemoPlatform]:
     """A started sandbox of ``platform`` for the demo."""
@@ -145,8 +186,18 @@ def sandbox_platform(platform: str, request_log: Path) -> Iterator[DemoPlatform]
             log_path=request_log,
         ) as store:
             yield _WooCommerce(store)
+    elif platform == "taobao":
+        from partnersync.sandbox.taobao import TaobaoSandbox
+
+        with TaobaoSandbox(
+            app_key=str(secrets.randbelow(10**8)).zfill(8),
+            app_secret=secrets.token_hex(16),
+            session=secrets.token_hex(20),
+            log_path=request_log,
+        ) as gateway:
+            yield _Taobao(gateway)
     else:
-        raise ConfigError(f"the demo runs on shopify or woocommerce, not {platform!r}")
+        raise ConfigError(f"the demo runs on shopify, woocommerce or taobao, not {platform!r}")
 
 
 def run_pull(service: Partnersync, account: str, entity: str) -> RunSummary:

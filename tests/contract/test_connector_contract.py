@@ -9,11 +9,13 @@ from __future__ import annotations
 import doctest
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from partnersync.auth.vault import Vault
 from partnersync.connectors.base import VERBS, AccountInfo, Connector, ConnectorSpec
 from partnersync.connectors.registry import ConnectorRegistry
 from partnersync.errors import CapabilityError, MappingError
@@ -156,3 +158,79 @@ def test_every_declared_writer_has_an_exporter_and_sane_limits(spec: ConnectorSp
             pytest.fail(
                 f"{spec.platform}/{entity}: a lost create can be neither replayed nor verified"
             )
+
+
+STOCK_WRITERS = [
+    spec
+    for spec in SPECS
+    if (capability := spec.connector.capabilities.entities.get("inventory")) is not None
+    and capability.writer is not None
+]
+
+
+@pytest.mark.parametrize("spec", STOCK_WRITERS, ids=[s.platform for s in STOCK_WRITERS])
+async def test_stock_writes_land_once_in_batches_within_the_declared_limit(
+    spec: ConnectorSpec, tmp_path: Path, vault: Vault
+) -> None:
+    from partnersync.sandbox.files import FileSandbox
+    from partnersync.sync.push import PushEngine, PushOptions
+    from tests.conftest import make_service
+
+    capability = spec.connector.capabilities.entities["inventory"]
+    assert capability.writer is not None
+    limit = capability.writer.batch_limit
+    asked: list[int] = []
+
+    class Observed(spec.connector):  # type: ignore[name-defined,misc]
+        async def set_inventory(self, writes: Any, idempotency_key: str) -> Any:
+            asked.append(len(writes))
+            return await super().set_inventory(writes, idempotency_key)
+
+    assert spec.sandbox is not None
+    with (
+        spec.sandbox(fast=True) as sandbox,
+        FileSandbox(directory=tmp_path / "drop", skus=0, files=0) as drop,
+    ):
+        service = make_service(tmp_path / "project", vault)
+        service.add_account(
+            name="target",
+            platform=spec.platform,
+            base_url=sandbox.url,
+            secrets=sandbox.credentials(),
+            options={"qps": 1000},
+            allow_loopback=True,
+        )
+        service.add_account(name="erp", platform="file", base_url=drop.url, secrets={})
+        await service.pull("target", "inventory")
+        levels = service.store.records_of("target", "inventory")[: limit + 3]
+        wanted = {
+            (r.data["sku"], r.data.get("location_name") or r.data["location_id"]): (
+                r.data["available"] + 1 + n % 3
+            )
+            for n, r in enumerate(levels)
+        }
+        rows = [{"sku": s, "location": loc, "available": q} for (s, loc), q in wanted.items()]
+        rows.append({"sku": "NO-SUCH-SKU", "location": rows[0]["location"], "available": 5})
+        drop.write("inventory/stock.csv", rows)
+        await service.pull("erp", "inventory")
+        options = PushOptions(sources=("erp",), force=True)
+        wired, _ = service.connector("target")
+
+        async with Observed(wired.account, auth=wired.auth) as connector:
+            first = await PushEngine(service.store).push(connector, "inventory", options)
+
+        assert first.updated == len(wanted)
+        assert max(asked) <= limit
+        [unknown] = first.plan.problems  # reported, never created
+        assert "NO-SUCH-SKU" in unknown.reason
+        await service.pull("target", "inventory", full=True)
+        held = {
+            (r.data["sku"], r.data.get("location_name") or r.data["location_id"]): r.data[
+                "available"
+            ]
+            for r in service.store.records_of("target", "inventory")
+        }
+        assert {key: held[key] for key in wanted} == wanted
+        again = await service.push("target", "inventory", options)
+        assert again.plan.writes == []
+        service.close()

@@ -189,9 +189,13 @@ def test_connectors_lists_the_capability_matrix_without_a_project(tmp_path: Path
     assert "fulfillments" in table
 
 
-def test_the_demo_runs_on_the_woocommerce_sandbox(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("platform", "bad_record"),
+    [("woocommerce", "unknown product status 'limbo'"), ("taobao", "not a decimal number")],
+)
+def test_the_demo_runs_on_other_sandboxes(tmp_path: Path, platform: str, bad_record: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "partnersync", "demo", "--platform", "woocommerce"],
+        [sys.executable, "-m", "partnersync", "demo", "--platform", platform],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -200,9 +204,9 @@ def test_the_demo_runs_on_the_woocommerce_sandbox(tmp_path: Path) -> None:
         env={**os.environ, "COLUMNS": "160"},
     )
     assert result.returncode == 0, result.stderr
-    assert "sandbox woocommerce" in result.stdout
+    assert f"sandbox {platform}" in result.stdout
     assert "incremental" in result.stdout
-    assert "unknown product status 'limbo'" in result.stdout
+    assert bad_record in result.stdout
     assert "pushed again: 0 writes" in result.stdout
     exports = tmp_path / "partnersync-demo" / "drop" / "orders-out"
     assert len(list(exports.glob("orders-*.jsonl"))) == 1

@@ -523,7 +523,7 @@ def demo(
         Path, typer.Option("--dir", help="Where to keep the demo project.")
     ] = Path("partnersync-demo"),
     platform: Annotated[
-        str, typer.Option(help="The sandbox platform: shopify or woocommerce.")
+        str, typer.Option(help="The sandbox platform: shopify, woocommerce or taobao.")
     ] = "shopify",
 ) -> None:
     """Pull from a local sandbox platform into a SQLite hub, change it, pull again, push back."""
