@@ -12,9 +12,12 @@ makes it ``failed`` — never a silent success.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+import anyio
 
 from partnersync.clock import Clock, SystemClock
 from partnersync.connectors.base import Connector, Writer
@@ -29,6 +32,8 @@ from partnersync.sync.push.plan import (
     fresh_idempotency_key,
 )
 from partnersync.sync.store import HubStore, OutboxEntry
+
+T = TypeVar("T")
 
 
 class Exporter(ABC):
@@ -81,7 +86,11 @@ class PushRun:
         """The account written to."""
         return self.plan.target
 
-    def enqueue(self, writes: Sequence[PlannedWrite]) -> list[OutboxEntry]:
+    async def db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store call in a worker thread: no database call blocks the event loop."""
+        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
+
+    async def enqueue(self, writes: Sequence[PlannedWrite]) -> list[OutboxEntry]:
         """Outbox rows for ``writes``: a still-open row for the same content is reused (with its
         key); otherwise a new row with a fresh key naming the target."""
         target, entity = self.plan.target, self.plan.entity
@@ -96,19 +105,24 @@ class PushRun:
             }
             fresh_key = fresh_idempotency_key(target, entity, write.key, content)
             rows.append((write.key, write.operation, content, payload, write.source_ref, fresh_key))
-        return self.store.enqueue(
-            run_id=self.summary.run_id, target=target, entity=entity, writes=rows
+        return await self.db(
+            self.store.enqueue,
+            run_id=self.summary.run_id,
+            target=target,
+            entity=entity,
+            writes=rows,
         )
 
-    def dead(
+    async def dead(
         self, entries: Iterable[OutboxEntry], reason: str, error_class: str, operation: str
     ) -> None:
         """Dead-letter rows the platform refused, naming the record and the reason."""
         for entry in entries:
             label = entry.payload.get("_label")
             reason = f"{label}: {reason}" if label and label not in reason else reason
-            self.store.mark_outbox([entry.id], "dead", error=reason)
-            self.store.add_push_dead_letter(
+            await self.db(self.store.mark_outbox, [entry.id], "dead", error=reason)
+            await self.db(
+                self.store.add_push_dead_letter,
                 run_id=self.summary.run_id,
                 target=self.plan.target,
                 entity=self.plan.entity,
@@ -125,14 +139,14 @@ class PushRun:
         """Send the plan's writes one at a time; a refused write is dead-lettered and the run
         goes on, but three failures in a row that look like an outage stop it."""
         failing_in_a_row = 0
-        for entry in self.enqueue(self.plan.writes):
+        for entry in await self.enqueue(self.plan.writes):
             if not entry.open:
                 continue
             try:
                 await deliver(entry)
                 failing_in_a_row = 0
             except ConnectorError as exc:
-                self.dead([entry], str(exc), type(exc).__name__, operation)
+                await self.dead([entry], str(exc), type(exc).__name__, operation)
                 failing_in_a_row = failing_in_a_row + 1 if exc.action is Action.RETRY else 0
                 if failing_in_a_row >= FAILURES_BEFORE_STOPPING:
                     raise  # the platform looks down: stop instead of dead-lettering everything
@@ -191,15 +205,40 @@ class PushEngine:
         """Plan, guard, then send; a dry run stops after the plan and writes nothing."""
         target = connector.account.name
         exporter = self.exporter(connector, entity)
-        if exporter.reads is not None and self.store.get_cursor(target, exporter.reads) is None:
+        if (
+            exporter.reads is not None
+            and await self._db(self.store.get_cursor, target, exporter.reads) is None
+        ):
             raise ConfigError(
                 f"{target}'s {exporter.reads} were never pulled: pull them first "
                 f"(partnersync sync pull {target} {exporter.reads}), so the push knows what "
                 f"{target} holds"
             )
         await connector.prepare()
-        plan = exporter.plan(target, options, connector.mapping_settings())
+        plan = await self._db(exporter.plan, target, options, connector.mapping_settings())
         self.guard(plan, options)
+        run_id = await self._db(self._open_run, plan, options)
+        summary = PushSummary(run_id, target, entity, "succeeded", plan)
+        if options.dry_run:
+            await self._db(self.store.finish_run, run_id, status="succeeded", cursor_after=None)
+            return summary
+        before = connector.requests_sent
+        push = PushRun(self, connector, plan, options, summary, target_mapper)
+        try:
+            await exporter.send(push)
+        except PartnersyncError as exc:
+            summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"
+        summary.requests = connector.requests_sent - before
+        await self._db(self._close_run, summary)
+        return summary
+
+    @staticmethod
+    async def _db(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
+
+    def _open_run(self, plan: PushPlan, options: PushOptions) -> int:
+        """Start the run; record conflicts, adoptions and problems; end rows no longer wanted."""
+        target, entity = plan.target, plan.entity
         run_id = self.store.start_run(
             account=target,
             entity=entity,
@@ -208,7 +247,6 @@ class PushEngine:
             since=None,
             cursor_before=None,
         )
-        summary = PushSummary(run_id, target, entity, "succeeded", plan)
         self.store.record_conflicts(run_id, target, entity, plan.conflicts)
         self.store.add_run_counts(
             run_id,
@@ -217,8 +255,7 @@ class PushEngine:
             conflicts=len(plan.conflicts),
         )
         if options.dry_run:
-            self.store.finish_run(run_id, status="succeeded", cursor_after=None)
-            return summary
+            return run_id
         for key, external_id, baseline in plan.adoptions:
             self.store.complete_writes(
                 target, entity, done=[], bindings={key: external_id}, baselines={key: baseline}
@@ -237,25 +274,23 @@ class PushEngine:
         self.store.supersede_open(
             target, entity, keep={(w.key, w.content_hash) for w in plan.writes}
         )
-        before = connector.requests_sent
-        push = PushRun(self, connector, plan, options, summary, target_mapper)
-        try:
-            await exporter.send(push)
-        except PartnersyncError as exc:
-            summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"
-        summary.requests = connector.requests_sent - before
-        unsent = self.store.count_open_outbox(run_id)
+        return run_id
+
+    def _close_run(self, summary: PushSummary) -> None:
+        """Settle the run's status from what was sent, refused and left open."""
+        unsent = self.store.count_open_outbox(summary.run_id)
         if unsent and summary.status != "failed":
             summary.status = "failed"
             summary.error = f"{unsent} planned write(s) were neither sent nor refused"
-        if summary.status != "failed" and (summary.dead_lettered or plan.problems):
+        if summary.status != "failed" and (summary.dead_lettered or summary.plan.problems):
             summary.status = "partial"
         self.store.add_run_counts(
-            run_id,
+            summary.run_id,
             created=summary.created,
             updated=summary.updated,
             dead_lettered=summary.dead_lettered,
             requests=summary.requests,
         )
-        self.store.finish_run(run_id, status=summary.status, cursor_after=None, error=summary.error)
-        return summary
+        self.store.finish_run(
+            summary.run_id, status=summary.status, cursor_after=None, error=summary.error
+        )

@@ -114,7 +114,7 @@ class FulfillmentExporter(Exporter):
         found = None
         if entry.status == "sending" or entry.attempts:  # an earlier attempt may have landed
             found = await connector.find_fulfillment(order_id, shipment.tracking_number)
-        self.store.mark_outbox([entry.id], "sending", attempt=True)
+        await push.db(self.store.mark_outbox, [entry.id], "sending", attempt=True)
         if found is None:
             try:
                 found = await connector.create_fulfillment(order_id, shipment)
@@ -124,12 +124,14 @@ class FulfillmentExporter(Exporter):
                 found = await connector.find_fulfillment(order_id, shipment.tracking_number)
                 if found is None:
                     raise
-        self.store.complete_writes(
+        noted = await push.db(self._noted, push.target, order_id, found, shipment)
+        await push.db(
+            self.store.complete_writes,
             push.target,
             "orders",
             done=[entry.id],
             result=found,
-            field_patches=self._noted(push.target, order_id, found, shipment),
+            field_patches=noted,
         )
         push.summary.created += 1
 

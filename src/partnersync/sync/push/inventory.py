@@ -141,7 +141,7 @@ class InventoryExporter(Exporter):
         """Batches under the writer's limit; stale levels re-read and re-planned, bounded."""
         excluded: set[str] = set()
         for _ in range(MAX_STALE_ROUNDS):
-            entries = [e for e in push.enqueue(push.plan.writes) if e.open]
+            entries = [e for e in await push.enqueue(push.plan.writes) if e.open]
             stale_items: list[str] = []
             replan = False
             size = self.writer.batch_limit
@@ -153,7 +153,7 @@ class InventoryExporter(Exporter):
                 return
             if stale_items:
                 await self._refresh_levels(push, sorted(set(stale_items)))
-            again = self.plan(push.target, push.options, {}, frozenset(excluded))
+            again = await push.db(self.plan, push.target, push.options, {}, frozenset(excluded))
             push.plan.writes = again.writes
         raise ConnectorError(f"inventory on {push.target} kept changing under us; try again later")
 
@@ -167,7 +167,7 @@ class InventoryExporter(Exporter):
         """Send one batch; True when part of it must be planned again."""
         batch_key = digest(push.target, *sorted(e.idempotency_key for e in batch))
         ids = [e.id for e in batch]
-        self.store.mark_outbox(ids, "sending", batch_key=batch_key, attempt=True)
+        await push.db(self.store.mark_outbox, ids, "sending", batch_key=batch_key, attempt=True)
         writes = [
             InventoryWrite(
                 e.payload["inventory_item_id"],
@@ -182,20 +182,21 @@ class InventoryExporter(Exporter):
         except ConnectorError as exc:
             if exc.action is Action.RETRY:
                 raise  # left 'sending' under its key: the next run repeats it safely
-            push.dead(batch, str(exc), type(exc).__name__, OPERATION)
+            await push.dead(batch, str(exc), type(exc).__name__, OPERATION)
             excluded.update(e.canonical_key for e in batch)
             return False
         if outcome.applied:
-            self._landed(push, batch)
+            await self._landed(push, batch)
             return False
         if not outcome.rejected and not outcome.stale:
-            push.dead(batch, "; ".join(outcome.errors) or "refused", "WriteRefused", OPERATION)
+            reason = "; ".join(outcome.errors) or "refused"
+            await push.dead(batch, reason, "WriteRefused", OPERATION)
             excluded.update(e.canonical_key for e in batch)
             return False
         superseded, landed = [], []
         for index, entry in enumerate(batch):
             if index in outcome.rejected:
-                push.dead([entry], outcome.rejected[index], "WriteRefused", OPERATION)
+                await push.dead([entry], outcome.rejected[index], "WriteRefused", OPERATION)
                 excluded.add(entry.canonical_key)
             elif index in outcome.stale:
                 stale_items.append(str(entry.payload["inventory_item_id"]))
@@ -204,16 +205,17 @@ class InventoryExporter(Exporter):
                 superseded.append(entry)  # nothing of the batch applied: plan it again
             else:
                 landed.append(entry)  # the platform applied the items it did not refuse
-        self.store.mark_outbox([e.id for e in superseded], "superseded")
+        await push.db(self.store.mark_outbox, [e.id for e in superseded], "superseded")
         if landed:
-            self._landed(push, landed)
+            await self._landed(push, landed)
         return bool(superseded)
 
-    def _landed(self, push: PushRun, entries: Sequence[OutboxEntry]) -> None:
+    async def _landed(self, push: PushRun, entries: Sequence[OutboxEntry]) -> None:
         """Done, with the hub's copies of the levels and the baselines (what we wrote) in the
         same transaction."""
         written = {e.canonical_key: int(e.payload["quantity"]) for e in entries}
-        self.store.complete_writes(
+        await push.db(
+            self.store.complete_writes,
             push.target,
             "inventory",
             done=[e.id for e in entries],
@@ -241,4 +243,6 @@ class InventoryExporter(Exporter):
             except MappingError:
                 continue
             patches[level.origin.external_id] = {"available": level.available}
-        self.store.complete_writes(push.target, "inventory", done=[], field_patches=patches)
+        await push.db(
+            self.store.complete_writes, push.target, "inventory", done=[], field_patches=patches
+        )

@@ -60,13 +60,14 @@ class OrderExporter(Exporter):
     async def send(self, push: PushRun) -> None:
         """Open rows in batches: rows of an interrupted batch keep its key; new rows get one."""
         batches: dict[str | None, list[OutboxEntry]] = {}
-        for entry in push.enqueue(push.plan.writes):
+        for entry in await push.enqueue(push.plan.writes):
             if entry.open:
                 batches.setdefault(entry.batch_key, []).append(entry)
         fresh = batches.pop(None, [])
         if fresh:
             key = digest(push.target, *sorted(e.idempotency_key for e in fresh))
-            self.store.mark_outbox([e.id for e in fresh], "sending", batch_key=key, attempt=True)
+            ids = [e.id for e in fresh]
+            await push.db(self.store.mark_outbox, ids, "sending", batch_key=key, attempt=True)
             batches[key] = fresh
         for batch_key, entries in batches.items():
             assert batch_key is not None
@@ -77,7 +78,11 @@ class OrderExporter(Exporter):
                 ]
                 where = await push.connector.write_orders(batch_key, orders)
                 failpoint("after_export_write")
-            self.store.complete_writes(
-                push.target, "orders", done=[e.id for e in entries], result=where
+            await push.db(
+                self.store.complete_writes,
+                push.target,
+                "orders",
+                done=[e.id for e in entries],
+                result=where,
             )
             push.summary.created += len(entries)

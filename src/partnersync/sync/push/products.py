@@ -400,7 +400,7 @@ class ProductExporter(Exporter):
 
     async def _deliver(self, push: PushRun, entry: OutboxEntry) -> None:
         verify_first = entry.status == "sending"  # an earlier attempt may have landed
-        self.store.mark_outbox([entry.id], "sending", attempt=True)
+        await push.db(self.store.mark_outbox, [entry.id], "sending", attempt=True)
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 external_id = await self._write(push, entry, verify_first or attempt > 0)
@@ -415,10 +415,13 @@ class ProductExporter(Exporter):
                         raise
                     external_id = landed
                 else:
-                    self.store.mark_outbox([entry.id], "sending", error=str(exc), attempt=True)
+                    await push.db(
+                        self.store.mark_outbox, [entry.id], "sending", error=str(exc), attempt=True
+                    )
                     await push.engine.clock.sleep(WRITE_BACKOFF * 2**attempt)
                     continue
-            self.store.complete_writes(
+            await push.db(
+                self.store.complete_writes,
                 push.target,
                 "products",
                 done=[entry.id],
