@@ -269,3 +269,40 @@ async def test_one_stock_file_feeds_shopify_and_woocommerce_in_one_job(
         service.close()
     finally:
         shop.stop()
+
+
+async def test_prices_and_names_are_pushed_to_existing_products_never_creating_one(
+    svc: Partnersync, store: WooCommerceSandbox, drop: FileSandbox
+) -> None:
+    simple = next(p for p in store.data.products.values() if p["type"] == "simple")
+    variable = next(p for p in store.data.products.values() if p["type"] == "variable")
+    variations = [store.data.variations[v] for v in variable["variations"]]
+    rows = [
+        {"handle": simple["slug"], "title": "Renamed", "sku": simple["sku"], "price": "9.50"},
+        *[
+            {
+                "handle": variable["slug"],
+                "title": variable["name"],
+                "sku": v["sku"],
+                "price": "7.00",
+                "compare_at_price": "10.00",
+            }
+            for v in variations
+        ],
+        {"handle": "brand-new", "title": "New", "sku": "NEW-1", "price": "1.00"},
+    ]
+    drop.write("products/p.csv", rows)
+    await svc.pull("erp", "products")
+
+    first = await svc.push("woo", "products", PushOptions(sources=("erp",), force=True))
+
+    assert first.status == "partial"  # the new product is reported: this writer only updates
+    [problem] = first.plan.problems
+    assert "can only update" in problem.reason
+    assert (simple["name"], simple["regular_price"], simple["price"]) == ("Renamed", "9.50", "9.50")
+    assert {(v["regular_price"], v["sale_price"], v["price"]) for v in variations} == {
+        ("10.00", "7.00", "7.00")
+    }
+    assert all(p["slug"] != "brand-new" for p in store.data.products.values())
+    again = await svc.push("woo", "products", PushOptions(sources=("erp",), force=True))
+    assert again.plan.writes == []

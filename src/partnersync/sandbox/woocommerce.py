@@ -242,8 +242,11 @@ class WooCommerceData:
 
     # -- changes a merchant makes ---------------------------------------------------------
     def touch(self, record: dict[str, Any]) -> None:
-        """Bump a record's modification time to now."""
+        """Bump a record's modification time to now; the active price follows the regular and
+        sale prices, as WooCommerce keeps it."""
         record.update(self._dates(self.now()))
+        if record.get("regular_price") or record.get("sale_price"):
+            record["price"] = record.get("sale_price") or record.get("regular_price")
 
     def update_product(self, product_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a product (its modification time moves)."""
