@@ -306,3 +306,37 @@ async def test_prices_and_names_are_pushed_to_existing_products_never_creating_o
     assert all(p["slug"] != "brand-new" for p in store.data.products.values())
     again = await svc.push("woo", "products", PushOptions(sources=("erp",), force=True))
     assert again.plan.writes == []
+
+
+async def test_records_changed_during_a_walk_are_not_lost(tmp_path: Path, vault: Vault) -> None:
+    # RELIABILITY T4: while the pull pages through products, the store keeps editing some of
+    # them (they move to the end of the modified order). Page numbers would skip records.
+    with WooCommerceSandbox(products=60, orders=0) as busy:
+        service = hub(tmp_path / "p", vault)
+        busy_ids = sorted(busy.data.products)
+        edits = iter(range(len(busy_ids)))
+
+        def edit_while_walking(entry: dict[str, Any]) -> None:
+            if entry.get("op") == "list_products":
+                for _ in range(2):
+                    index = next(edits, None)
+                    if index is not None:
+                        product_id = busy_ids[(index * 7) % len(busy_ids)]
+                        busy.data.update_product(product_id, {"name": f"edited {index}"})
+
+        busy.faults.after_request.append(edit_while_walking)
+        service.add_account(
+            name="woo",
+            platform="woocommerce",
+            base_url=busy.url,
+            secrets=busy.credentials(),
+            options={"page_size": 5},
+            allow_loopback=True,
+        )
+        await service.pull("woo", "products")
+        busy.faults.after_request.clear()
+        await service.pull("woo", "products")
+
+        held = {r.external_id: r.data["title"] for r in service.store.records_of("woo", "products")}
+        assert held == {str(i): p["name"] for i, p in busy.data.products.items()}
+        service.close()
