@@ -401,3 +401,17 @@ async def test_a_create_is_never_planned_where_the_writer_declares_only_update(
     [problem] = summary.plan.problems
     assert "can only update" in problem.reason
     assert writes(shop) == []
+
+
+async def test_the_write_handle_lives_in_the_binder_not_in_the_canonical_record(
+    service: Partnersync, shop: ShopifySandbox
+) -> None:
+    await service.pull("shop", "inventory")
+
+    [copy, *_] = service.store.records_of("shop", "inventory")
+
+    assert "inventory_item_id" not in copy.data
+    item = next(
+        i for i in shop.data.tables["inventory_items"].values() if i["sku"] == copy.data["sku"]
+    )
+    assert copy.handle == item["id"]

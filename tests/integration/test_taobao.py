@@ -295,7 +295,7 @@ def test_a_trade_maps_with_times_converted_from_gmt_plus_8() -> None:
             "modified": gmt8(order.updated_at),
         }
     )
-    assert (level.sku, level.available, level.inventory_item_id) == ("TB-RED-M", 3, "6001:4001")
+    assert (level.sku, level.available, level.origin.external_id) == ("TB-RED-M", 3, "6001:4001")
 
 
 async def test_one_stock_file_feeds_shopify_woocommerce_and_taobao_in_one_job(

@@ -135,9 +135,12 @@ class Page:
 
 @dataclass(frozen=True)
 class InventoryWrite:
-    """Set ``quantity`` available for an item at a location, if it still is ``change_from``."""
+    """Set ``quantity`` available for an item at a location, if it still is ``change_from``.
 
-    inventory_item_id: str
+    ``handle`` is what the platform addresses the item by (see :meth:`Connector.record_handle`).
+    """
+
+    handle: str
     location_id: str
     quantity: int
     change_from: int | None
@@ -223,6 +226,14 @@ class Connector(ABC):
         """
         return None
 
+    def record_handle(self, entity: str, record: Mapping[str, Any]) -> str | None:
+        """What a write to this raw record addresses on the platform (a Shopify inventory-item
+        id, a WooCommerce ``product/variation``), when it differs from its external id.
+
+        The binder keeps it next to the record's key; the canonical model never holds it.
+        """
+        return None
+
     def record_source(self, entity: str, record: Mapping[str, Any]) -> str | None:
         """Where a raw record came from, for people (``stock.csv:12``); ``None`` if not known."""
         return None
@@ -260,7 +271,7 @@ class Connector(ABC):
         """Set absolute available quantities, all or none, compare-and-set on ``change_from``."""
         raise self._cannot("set inventory")
 
-    async def read_inventory(self, inventory_item_ids: Sequence[str]) -> list[dict[str, Any]]:
+    async def read_inventory(self, handles: Sequence[str]) -> list[dict[str, Any]]:
         """Fresh raw inventory-level records of these items (same shape as pulled ones)."""
         raise self._cannot("read inventory")
 

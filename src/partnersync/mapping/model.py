@@ -110,7 +110,6 @@ class Variant(CanonicalModel):
     compare_at_price: Money | None = None
     position: int | None = None
     options: dict[str, str] = Field(default_factory=dict)
-    inventory_item_id: str | None = None
 
 
 class Product(CanonicalModel):
@@ -146,7 +145,6 @@ class InventoryLevel(CanonicalModel):
     reserved: int | None = None
     incoming: int | None = None
     on_hand: int | None = None
-    inventory_item_id: str | None = None
     updated_at: UtcDateTime
 
 

@@ -8,9 +8,10 @@ of other accounts to an existing key (e.g. by SKU) through :meth:`Binder.bind`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from partnersync.sync.tables import LinkRow
 
@@ -53,22 +54,43 @@ class Binder:
         )
         return {row.account: row.external_id for row in rows}
 
-    def bind_all(self, account: str, entity: str, external_ids: Iterable[str]) -> dict[str, str]:
-        """Canonical keys for ``external_ids``, creating links for the ones not bound yet."""
+    def bind_all(
+        self,
+        account: str,
+        entity: str,
+        external_ids: Iterable[str],
+        handles: Mapping[str, str | None] | None = None,
+    ) -> dict[str, str]:
+        """Canonical keys for ``external_ids``, creating links for the ones not bound yet and
+        keeping each record's platform handle (what a write to it addresses) up to date."""
         ids = list(dict.fromkeys(external_ids))
         known = self.to_internal(account, entity, ids)
-        new = [
+        handles = handles or {}
+        for external_id in known:
+            if handles.get(external_id):
+                self.connection.execute(
+                    update(_links)
+                    .where(
+                        _links.c.account == account,
+                        _links.c.entity == entity,
+                        _links.c.external_id == external_id,
+                        _links.c.handle.is_distinct_from(handles[external_id]),
+                    )
+                    .values(handle=handles[external_id])
+                )
+        new: list[dict[str, Any]] = [
             {
                 "account": account,
                 "entity": entity,
                 "external_id": external_id,
                 "canonical_key": derive_key(entity, account, external_id),
                 "created_at": self.now,
+                "handle": handles.get(external_id),
             }
             for external_id in ids
             if external_id not in known
         ]
         if new:
             self.connection.execute(_links.insert(), new)
-            known.update({row["external_id"]: row["canonical_key"] for row in new})
+            known.update({str(row["external_id"]): str(row["canonical_key"]) for row in new})
         return known

@@ -245,6 +245,7 @@ class PullEngine:
                     content_hash=content_hash(data),
                     source_updated_at=stamp.isoformat() if stamp else None,
                     source_ref=source_ref,
+                    handle=connector.record_handle(entity, raw),
                 )
             )
             if stamp is None:

@@ -70,6 +70,8 @@ class MappedRecord:
     content_hash: str
     source_updated_at: str | None
     source_ref: str | None = None
+    handle: str | None = None
+    """What a write to the record on its platform addresses (kept by the binder)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class HubRecord:
     canonical_key: str
     data: Any
     source_ref: str | None
+    handle: str | None = None
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,9 @@ class HubStore:
             latest: dict[str, MappedRecord] = {}
             for record in records:
                 latest[record.external_id] = record  # a page repeating a record keeps the last
-            keys = binder.bind_all(account, entity, latest)
+            keys = binder.bind_all(
+                account, entity, latest, {i: r.handle for i, r in latest.items()}
+            )
             existing = {
                 row.canonical_key: row.content_hash
                 for row in connection.execute(
@@ -595,6 +600,7 @@ class HubStore:
         query = (
             select(
                 _links.c.external_id,
+                _links.c.handle,
                 _records.c.canonical_key,
                 _records.c.data,
                 _records.c.source_ref,
@@ -618,6 +624,7 @@ class HubStore:
                 row.canonical_key,
                 self._unseal(entity, row.canonical_key, row.data),
                 row.source_ref,
+                row.handle,
             )
             for row in rows
         ]

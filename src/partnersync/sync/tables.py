@@ -58,6 +58,9 @@ class LinkRow(SQLModel, table=True):
     external_id: str
     canonical_key: str
     created_at: str
+    handle: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """What a write to this record on its platform addresses (a Shopify inventory-item id, a
+    WooCommerce ``product/variation``, a Taobao ``num_iid:sku_id``)."""
 
 
 class CursorRow(SQLModel, table=True):

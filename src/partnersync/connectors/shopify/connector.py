@@ -191,6 +191,13 @@ class ShopifyConnector(Connector):
         except ValueError:
             return None
 
+    def record_handle(self, entity: str, record: Mapping[str, Any]) -> str | None:
+        """An inventory level is written through its item (``inventorySetQuantities``)."""
+        if entity != "inventory":
+            return None
+        item = record.get("item")
+        return str(item["id"]) if isinstance(item, dict) and item.get("id") else None
+
     def mapping_settings(self) -> dict[str, Any]:
         """The shop currency, which variant prices are expressed in."""
         return {"currency": self._currency} if self._currency else {}
@@ -311,7 +318,7 @@ class ShopifyConnector(Connector):
                 "referenceDocumentUri": f"gid://partnersync/InventorySync/{idempotency_key}",
                 "quantities": [
                     {
-                        "inventoryItemId": w.inventory_item_id,
+                        "inventoryItemId": w.handle,
                         "locationId": w.location_id,
                         "quantity": w.quantity,
                         "changeFromQuantity": w.change_from,
@@ -341,10 +348,10 @@ class ShopifyConnector(Connector):
             applied=False, stale=tuple(stale), errors=tuple(others), rejected=rejected
         )
 
-    async def read_inventory(self, inventory_item_ids: Sequence[str]) -> list[dict[str, Any]]:
+    async def read_inventory(self, handles: Sequence[str]) -> list[dict[str, Any]]:
         """Each item's levels, fresh, flattened like a pull."""
         items: list[dict[str, Any]] = []
-        for item_id in inventory_item_ids:
+        for item_id in handles:
             size = largest_page(queries.READ_ITEM_LEVELS, {"id": item_id})
             data = await self.graphql(queries.READ_ITEM_LEVELS, {"id": item_id, "first": size})
             node = (data or {}).get("node")

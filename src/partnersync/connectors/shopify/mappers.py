@@ -76,7 +76,6 @@ class ShopifyVariantImportMapper(Mapper[Variant]):
         Direct("barcode", "barcode"),
         Direct("title", "title"),
         Direct("position", "position", to_int),
-        Direct("inventoryItem.id", "inventory_item_id"),
     )
 
     def _currency(self) -> str:
@@ -145,7 +144,6 @@ class ShopifyInventoryLevelImportMapper(Mapper[InventoryLevel]):
     entity = "inventory"
     direct = (
         Direct("item.sku", "sku"),
-        Direct("item.id", "inventory_item_id"),
         Direct("location.id", "location_id"),
         Direct("location.name", "location_name"),
         Direct("updatedAt", "updated_at", to_utc),

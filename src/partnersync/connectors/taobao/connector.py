@@ -176,6 +176,13 @@ class TaobaoConnector(Connector):
         await self.call("taobao.items.onsale.get", fields="num_iid", page_no=1, page_size=1)
         return f"Taobao seller session at {self.account.base_url}"
 
+    def record_handle(self, entity: str, record: Mapping[str, Any]) -> str | None:
+        """Stock is written by ``num_iid:sku_id`` (or ``num_iid`` for an item without SKUs)."""
+        if entity != "inventory" or not record.get("num_iid"):
+            return None
+        sku = record.get("sku_id")
+        return f"{record['num_iid']}:{sku}" if sku else str(record["num_iid"])
+
     def record_updated_at(self, entity: str, record: Mapping[str, Any]) -> datetime | None:
         """``modified`` (GMT+8) as UTC."""
         try:
@@ -284,7 +291,7 @@ class TaobaoConnector(Connector):
         for index, write in enumerate(writes):
             if write.location_id != LOCATION:
                 raise BadRequestError(f"Taobao keeps one stock per SKU, not {write.location_id!r}")
-            num_iid, _, sku_id = write.inventory_item_id.partition(":")
+            num_iid, _, sku_id = write.handle.partition(":")
             by_item.setdefault(num_iid, []).append((index, sku_id, write.quantity))
         rejected: dict[int, str] = {}
         for num_iid, entries in by_item.items():

@@ -76,7 +76,7 @@ class TaobaoSkuImportMapper(Mapper[Variant]):
     entity = "variants"
     direct = (Direct("sku_id", "external_id", str), Direct("outer_id", "sku"))
 
-    @mapping("title", "options", "price", "inventory_item_id")
+    @mapping("title", "options", "price")
     def details(self, record: Record) -> dict[str, Any]:
         """``properties_name`` is ``pid:vid:name:value`` pairs joined by ``;``."""
         options: dict[str, str] = {}
@@ -88,7 +88,6 @@ class TaobaoSkuImportMapper(Mapper[Variant]):
             "title": " / ".join(options.values()) or "Default",
             "options": options,
             "price": _money(record.get("price")),
-            "inventory_item_id": f"{record.get('_num_iid')}:{record.get('sku_id')}",
         }
 
 
@@ -124,7 +123,6 @@ class TaobaoItemImportMapper(Mapper[Product]):
                     "sku": record.get("outer_id") or None,
                     "title": "Default",
                     "price": _money(record.get("price")),
-                    "inventory_item_id": str(record.get("num_iid")),
                 }
             ]
         }
@@ -144,7 +142,7 @@ class TaobaoStockImportMapper(Mapper[InventoryLevel]):
         sku = record.get("sku_id")
         return f"{record['num_iid']}:{sku}" if sku else str(record["num_iid"])
 
-    @mapping("sku", "location_id", "location_name", "inventory_item_id", "origin", "available")
+    @mapping("sku", "location_id", "location_name", "origin", "available")
     def level(self, record: Record) -> dict[str, Any]:
         """The seller's outer id is the SKU; a SKU without one cannot be matched."""
         if not record.get("outer_id"):
@@ -154,7 +152,6 @@ class TaobaoStockImportMapper(Mapper[InventoryLevel]):
             "sku": record["outer_id"],
             "location_id": LOCATION,
             "location_name": LOCATION,
-            "inventory_item_id": handle,
             "origin": _origin(self, record, handle),
             "available": to_int(record.get("quantity")),
         }

@@ -51,7 +51,7 @@ from partnersync.connectors.base import (
     Writer,
 )
 from partnersync.connectors.http.client import HttpClient, RetryPolicy
-from partnersync.connectors.woocommerce.mappers import LOCATION, optional_gmt
+from partnersync.connectors.woocommerce.mappers import LOCATION, optional_gmt, stock_handle
 from partnersync.errors import BadRequestError, BadResponseError, CapabilityError
 from partnersync.mapping.model import Money, Product, Shipment
 
@@ -142,6 +142,10 @@ class WooCommerceConnector(Connector):
         """One authenticated call."""
         await self.prepare()
         return f"WooCommerce store at {self.account.base_url} selling in {self._currency}"
+
+    def record_handle(self, entity: str, record: Mapping[str, Any]) -> str | None:
+        """Stock is written by ``product`` or ``product/variation`` (the batch endpoint)."""
+        return stock_handle(record) if entity == "inventory" and record.get("id") else None
 
     def record_updated_at(self, entity: str, record: Mapping[str, Any]) -> datetime | None:
         """``date_modified_gmt``."""
@@ -250,7 +254,7 @@ class WooCommerceConnector(Connector):
                 raise CapabilityError(
                     f"WooCommerce keeps one stock per item, not {write.location_id!r}"
                 )
-            product_id, _, variation_id = write.inventory_item_id.partition("/")
+            product_id, _, variation_id = write.handle.partition("/")
             path = f"/products/{product_id}/variations/batch" if variation_id else "/products/batch"
             item = {
                 "id": int(variation_id or product_id),

@@ -86,15 +86,14 @@ class WooVariantImportMapper(Mapper[Variant]):
     entity = "variants"
     direct = (Direct("id", "external_id", str),)
 
-    @mapping("sku", "title", "options", "inventory_item_id")
+    @mapping("sku", "title", "options")
     def identity(self, record: Record) -> dict[str, Any]:
-        """SKU (empty means none), the chosen attribute values, the stock handle."""
+        """SKU (empty means none) and the chosen attribute values."""
         options = {a["name"]: a["option"] for a in record.get("attributes") or [] if "option" in a}
         return {
             "sku": record.get("sku") or None,
             "title": " / ".join(options.values()) or "Default",
             "options": options,
-            "inventory_item_id": stock_handle(record),
         }
 
     @mapping("price", "compare_at_price")
@@ -183,7 +182,7 @@ class WooInventoryImportMapper(Mapper[InventoryLevel]):
         """The stock handle identifies the level (one location)."""
         return stock_handle(record) if record.get("id") else None
 
-    @mapping("sku", "location_id", "location_name", "inventory_item_id", "origin")
+    @mapping("sku", "location_id", "location_name", "origin")
     def position(self, record: Record) -> dict[str, Any]:
         """SKU at the store's one location."""
         if not record.get("sku"):
@@ -193,7 +192,6 @@ class WooInventoryImportMapper(Mapper[InventoryLevel]):
             "sku": record["sku"],
             "location_id": LOCATION,
             "location_name": LOCATION,
-            "inventory_item_id": handle,
             "origin": _origin(self, record, handle),
         }
 

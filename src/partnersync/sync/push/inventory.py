@@ -85,6 +85,14 @@ class InventoryExporter(Exporter):
             if found.canonical_key in excluded:
                 continue
             level = found.data
+            # The binder keeps the handle; hubs filled before it did have it in the record.
+            handle = found.handle or level.get("inventory_item_id")
+            if not handle:
+                reason = f"no write handle for {sku!r} on {target}: pull {target} inventory again"
+                plan.problems.append(
+                    Problem(found.canonical_key, reason, refs[(sku, location)], {"sku": sku})
+                )
+                continue
             desired = pushed_quantity(sum(positions.values()), options.buffer, options.allocation)
             current = int(level["available"])
             if desired == current:
@@ -97,7 +105,7 @@ class InventoryExporter(Exporter):
                     operation=OPERATION,
                     changes=[FieldChange("available", current, desired)],
                     payload={
-                        "inventory_item_id": level["inventory_item_id"],
+                        "handle": handle,
                         "location_id": level["location_id"],
                         "quantity": desired,
                         # compare-and-set where the platform can; else an absolute set
@@ -170,7 +178,7 @@ class InventoryExporter(Exporter):
         await push.db(self.store.mark_outbox, ids, "sending", batch_key=batch_key, attempt=True)
         writes = [
             InventoryWrite(
-                e.payload["inventory_item_id"],
+                e.payload["handle"],
                 e.payload["location_id"],
                 int(e.payload["quantity"]),
                 e.payload["change_from"],
@@ -199,7 +207,7 @@ class InventoryExporter(Exporter):
                 await push.dead([entry], outcome.rejected[index], "WriteRefused", OPERATION)
                 excluded.add(entry.canonical_key)
             elif index in outcome.stale:
-                stale_items.append(str(entry.payload["inventory_item_id"]))
+                stale_items.append(str(entry.payload["handle"]))
                 superseded.append(entry)
             elif self.writer.all_or_none:
                 superseded.append(entry)  # nothing of the batch applied: plan it again
