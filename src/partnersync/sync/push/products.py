@@ -406,7 +406,9 @@ class ProductExporter(Exporter):
                 external_id = await self._write(push, entry, verify_first or attempt > 0)
             except ConnectorError as exc:
                 # A lost answer or a server error may hide an applied write: wait, then look
-                # at the platform before writing again.
+                # at the platform before writing again. (productSet is not repeated blindly by
+                # the HTTP client: re-sent by handle without variant ids it would replace the
+                # variants, so each repeat here is preceded by a look-up.)
                 if exc.action is not Action.RETRY:
                     raise
                 if attempt == WRITE_ATTEMPTS - 1:
@@ -418,7 +420,9 @@ class ProductExporter(Exporter):
                     await push.db(
                         self.store.mark_outbox, [entry.id], "sending", error=str(exc), attempt=True
                     )
-                    await push.engine.clock.sleep(WRITE_BACKOFF * 2**attempt)
+                    # The platform's own wait when it names one (429 Retry-After, THROTTLED).
+                    wait = getattr(exc, "retry_after", None) or WRITE_BACKOFF * 2**attempt
+                    await push.engine.clock.sleep(wait)
                     continue
             await push.db(
                 self.store.complete_writes,
