@@ -50,7 +50,7 @@ def main() -> None:
         drop = FileSandbox(directory=root / "drop", skus=0, files=0).start()
         service.add_account(name="erp", platform="file", base_url=str(drop.directory), secrets={})
         anyio.run(service.pull, "shop", "inventory")
-        levels = service.store.records_of("shop", "inventory")
+        levels = service.store.records.of("shop", "inventory")
         drop.write(
             "inventory/stock.csv",
             [

@@ -74,7 +74,7 @@ class Partnersync:
             raise ConfigError(f"account {name!r} needs secret(s) {missing}")
         url = self._validate_location(spec, base_url, allow_loopback=allow_loopback)
         stored_options = {**(options or {}), "allow_loopback": allow_loopback}
-        self.store.save_account(
+        self.store.accounts.save(
             name=name,
             platform=platform,
             base_url=url,
@@ -86,26 +86,26 @@ class Partnersync:
 
     def accounts(self) -> list[dict[str, Any]]:
         """Every wired account (no secrets)."""
-        return self.store.list_accounts()
+        return self.store.accounts.every()
 
     def remove_account(self, name: str) -> bool:
         """Forget an account and its secrets; False if there was none."""
-        return self.store.remove_account(name)
+        return self.store.accounts.remove(name)
 
     def runs(self, *, account: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Recent runs, newest first."""
-        return self.store.list_runs(account=account, limit=limit)
+        return self.store.runs.recent(account=account, limit=limit)
 
     def run(self, run_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """One run and its conflicts; ConfigError if there is no such run."""
-        run = self.store.get_run(run_id)
+        run = self.store.runs.get(run_id)
         if run is None:
             raise ConfigError(f"no run {run_id}")
-        return run, self.store.list_conflicts(run_id)
+        return run, self.store.conflicts.of_run(run_id)
 
     def record(self, account: str, entity: str, external_id: str) -> dict[str, Any]:
         """A stored canonical record by the account's id; ConfigError if there is none."""
-        record = self.store.find_record(account, entity, external_id)
+        record = self.store.records.find(account, entity, external_id)
         if record is None:
             raise ConfigError(f"no {entity} record {external_id!r} from {account}")
         return record
@@ -114,7 +114,7 @@ class Partnersync:
         self, *, account: str | None = None, entity: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
         """Open dead letters, newest first."""
-        return self.store.list_dead_letters(account=account, entity=entity, limit=limit)
+        return self.store.dead_letters.unresolved(account=account, entity=entity, limit=limit)
 
     @staticmethod
     def _validate_location(spec: ConnectorSpec, url: str, *, allow_loopback: bool) -> str:
@@ -124,9 +124,9 @@ class Partnersync:
 
     def account(self, name: str) -> dict[str, Any]:
         """Stored account settings (no secrets); ConfigError if unknown."""
-        account = self.store.get_account(name)
+        account = self.store.accounts.get(name)
         if account is None:
-            known = [a["name"] for a in self.store.list_accounts()]
+            known = [a["name"] for a in self.store.accounts.every()]
             raise ConfigError(f"no account named {name!r}; accounts: {known}")
         return account
 
@@ -140,7 +140,7 @@ class Partnersync:
         self._validate_location(
             spec, account["base_url"], allow_loopback=bool(options.get("allow_loopback"))
         )
-        secrets = self.store.account_secrets(name)
+        secrets = self.store.accounts.secrets(name)
         if self.redactor is not None:
             self.redactor.register(*secrets.values())
         info = AccountInfo(
@@ -332,7 +332,9 @@ class Partnersync:
         if the hub holds nothing newer. Push letters: the write is planned again from the
         current hub and platform state (never its old snapshot re-sent).
         """
-        letters = sorted((self.store.get_dead_letter(i) for i in letter_ids), key=lambda d: d["id"])
+        letters = sorted(
+            (self.store.dead_letters.get(i) for i in letter_ids), key=lambda d: d["id"]
+        )
         newest: dict[tuple[str, str, str | None], int] = {}
         for letter in letters:
             if letter["direction"] != "push" and not letter["resolved_at"]:
@@ -346,12 +348,12 @@ class Partnersync:
                 outcomes.append((letter_id, "already resolved"))
             elif letter["direction"] == "push":
                 if letter["outbox_id"]:
-                    _, _, entry = self.store.outbox_entry(int(letter["outbox_id"]))
+                    _, _, entry = self.store.outbox.entry(int(letter["outbox_id"]))
                     if entry.open:
-                        self.store.mark_outbox([entry.id], "superseded")
+                        self.store.outbox.mark([entry.id], "superseded")
                     payload = entry.payload
                 else:  # a record the push could not place
-                    payload = self.store.dead_letter_payload(letter_id)
+                    payload = self.store.dead_letters.payload(letter_id)
                 described = (payload.get("_options") if isinstance(payload, dict) else None) or {}
                 if described.get("sources"):
                     job, sources = described.get("job"), tuple(described["sources"])
@@ -359,9 +361,9 @@ class Partnersync:
                     outcomes.append((letter_id, "planned again from the current state"))
                 else:
                     outcomes.append((letter_id, "dismissed: the next push plans it again"))
-                self.store.resolve_dead_letter(letter_id)
+                self.store.dead_letters.resolve(letter_id)
             elif newest[record] != letter_id:
-                self.store.resolve_dead_letter(letter_id)
+                self.store.dead_letters.resolve(letter_id)
                 outcomes.append(
                     (letter_id, f"dismissed: dead letter {newest[record]} holds a newer version")
                 )
@@ -381,19 +383,19 @@ class Partnersync:
             await connector.prepare()
             context = MapContext(account, connector.platform, connector.mapping_settings())
         mapper = spec.mappers[entity](context, self.project.account(account).mapping.get(entity))
-        raw = self.store.dead_letter_payload(int(letter["id"]))
+        raw = self.store.dead_letters.payload(int(letter["id"]))
         try:
             record = mapper.map(raw)
         except MappingError as exc:
             return f"still fails: field {exc.field!r}: {exc.reason}"
         data = record.model_dump_json().encode()
         stamp = getattr(record, "updated_at", None)
-        held = self.store.find_record(account, entity, record.origin.external_id)
+        held = self.store.records.find(account, entity, record.origin.external_id)
         held_stamp = parse_cursor(held["source_updated_at"]) if held else None
         if stamp is not None and held_stamp is not None and held_stamp > stamp:
-            self.store.resolve_dead_letter(int(letter["id"]))
+            self.store.dead_letters.resolve(int(letter["id"]))
             return f"dismissed: the hub already holds a newer version (updated {held_stamp})"
-        run_id = self.store.start_run(
+        run_id = self.store.runs.start(
             account=account,
             entity=entity,
             direction="pull",
@@ -401,7 +403,7 @@ class Partnersync:
             since=None,
             cursor_before=None,
         )
-        self.store.commit_page(
+        self.store.records.commit_page(
             run_id=run_id,
             account=account,
             entity=entity,
@@ -420,6 +422,6 @@ class Partnersync:
             out_of_window=0,
             cursor=None,
         )
-        self.store.finish_run(run_id, status="succeeded", cursor_after=None)
-        self.store.resolve_dead_letter(int(letter["id"]))
+        self.store.runs.finish(run_id, status="succeeded", cursor_after=None)
+        self.store.dead_letters.resolve(int(letter["id"]))
         return f"mapped and stored (run {run_id})"

@@ -202,7 +202,7 @@ async def test_stock_writes_land_once_in_batches_within_the_declared_limit(
         )
         service.add_account(name="erp", platform="file", base_url=drop.url, secrets={})
         await service.pull("target", "inventory")
-        levels = service.store.records_of("target", "inventory")[: limit + 3]
+        levels = service.store.records.of("target", "inventory")[: limit + 3]
         wanted = {
             (r.data["sku"], r.data.get("location_name") or r.data["location_id"]): (
                 r.data["available"] + 1 + n % 3
@@ -228,7 +228,7 @@ async def test_stock_writes_land_once_in_batches_within_the_declared_limit(
             (r.data["sku"], r.data.get("location_name") or r.data["location_id"]): r.data[
                 "available"
             ]
-            for r in service.store.records_of("target", "inventory")
+            for r in service.store.records.of("target", "inventory")
         }
         assert {key: held[key] for key in wanted} == wanted
         again = await service.push("target", "inventory", options)

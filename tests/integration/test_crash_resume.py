@@ -76,7 +76,7 @@ def test_killed_pull_resumes_with_every_record_exactly_once(
     assert len({r[0] for r in rows}) == total
     assert links == total
     newest = max(o["updatedAt"] for o in shop.data.tables["orders"].values())
-    assert hub.store.get_cursor("shop", "orders") == datetime.fromisoformat(newest).isoformat()
+    assert hub.store.cursors.get("shop", "orders") == datetime.fromisoformat(newest).isoformat()
     # The resumed run re-read at most the one page that was in flight, not the whole history.
     committed_pages = int(failpoint.split(":")[1]) - (
         0 if failpoint.startswith("after_page_commit") else 1
@@ -118,6 +118,6 @@ def test_a_killed_woocommerce_pull_resumes_with_every_record_exactly_once(
         hub = make_service(
             project, Vault.parse(keys), database_url=f"sqlite:///{project / 'hub.db'}"
         )
-        ids = sorted(r.external_id for r in hub.store.records_of("woo", "orders"))
+        ids = sorted(r.external_id for r in hub.store.records.of("woo", "orders"))
         assert ids == sorted(str(i) for i in store.data.orders)
         hub.close()

@@ -43,9 +43,9 @@ async def test_first_pull_brings_every_record(service: Partnersync, shop: Shopif
         summary = await service.pull("shop", entity)
         assert summary.status == "succeeded", summary.error
         assert summary.progress.created == counts[table]
-        assert service.store.count_records(entity) == counts[table]
+        assert service.store.records.count(entity) == counts[table]
     big_product = min(shop.data.tables["products"])  # the generator puts the big one first
-    record = service.store.find_record("shop", "products", big_product)
+    record = service.store.records.find("shop", "products", big_product)
     assert record is not None
     assert (
         len(record["data"]["variants"])
@@ -53,12 +53,12 @@ async def test_first_pull_brings_every_record(service: Partnersync, shop: Shopif
         > 100
     )
     big_order = min(shop.data.tables["orders"])
-    order = service.store.find_record("shop", "orders", big_order)
+    order = service.store.records.find("shop", "orders", big_order)
     assert order is not None
     assert len(order["data"]["line_items"]) == 25
     newest = max(p["updatedAt"] for p in shop.data.tables["products"].values())
     assert (
-        service.store.get_cursor("shop", "products") == datetime.fromisoformat(newest).isoformat()
+        service.store.cursors.get("shop", "products") == datetime.fromisoformat(newest).isoformat()
     )
 
 
@@ -66,7 +66,7 @@ async def test_incremental_pull_fetches_only_what_changed(
     service: Partnersync, shop: ShopifySandbox
 ) -> None:
     await service.pull("shop", "products")
-    cursor = datetime.fromisoformat(service.store.get_cursor("shop", "products") or "")
+    cursor = datetime.fromisoformat(service.store.cursors.get("shop", "products") or "")
     overlap = timedelta(seconds=service.project.overlap_seconds("shop"))
     products = shop.data.tables["products"]
     changed = sorted(products)[10:17]  # seven small products
@@ -88,7 +88,7 @@ async def test_incremental_pull_fetches_only_what_changed(
     assert [e["op"] for e in shop.log.entries] == ["Shop", "Products"]  # one page, no re-walk
     assert summary.progress.requests == 2
     for pid in changed:
-        record = service.store.find_record("shop", "products", pid)
+        record = service.store.records.find("shop", "products", pid)
         assert record is not None
         assert record["data"]["title"].endswith(" v2")
 
@@ -136,10 +136,10 @@ async def test_record_written_late_during_a_pull_is_caught_by_the_overlap(
     shop.faults.after_request.append(late_write)
     first = await service.pull("shop", "products")
     assert first.progress.pages == 3
-    assert service.store.find_record("shop", "products", late)["data"]["title"] != "late write"  # type: ignore[index]
+    assert service.store.records.find("shop", "products", late)["data"]["title"] != "late write"  # type: ignore[index]
 
     second = await service.pull("shop", "products")
-    title = service.store.find_record("shop", "products", late)["data"]["title"]  # type: ignore[index]
+    title = service.store.records.find("shop", "products", late)["data"]["title"]  # type: ignore[index]
     if overlap_seconds:
         assert title == "late write"
         assert second.progress.updated == 1
@@ -165,14 +165,14 @@ async def test_bad_records_go_to_dead_letters_and_the_rest_lands(
     results = {e: await service.pull("shop", e) for e in ("products", "inventory", "orders")}
 
     assert {e: s.status for e, s in results.items()} == dict.fromkeys(results, "partial")
-    assert service.store.count_records("products") == counts["products"] - 1
+    assert service.store.records.count("products") == counts["products"] - 1
     levels_of_bad_item = len(data.tables["inventory_items"][bad_item]["_levels"])
     assert (
-        service.store.count_records("inventory") == counts["inventory_levels"] - levels_of_bad_item
+        service.store.records.count("inventory") == counts["inventory_levels"] - levels_of_bad_item
     )
-    assert service.store.count_records("orders") == counts["orders"] - 1
+    assert service.store.records.count("orders") == counts["orders"] - 1
     letters = {
-        (d["entity"], d["external_id"]): d for d in service.store.list_dead_letters(limit=100)
+        (d["entity"], d["external_id"]): d for d in service.store.dead_letters.unresolved(limit=100)
     }
     assert letters[("products", bad_product)]["field"].startswith("variants[0].price")
     assert "not a decimal" in letters[("products", bad_product)]["reason"]
@@ -180,15 +180,15 @@ async def test_bad_records_go_to_dead_letters_and_the_rest_lands(
     inventory_letters = [d for (e, _), d in letters.items() if e == "inventory"]
     assert len(inventory_letters) == levels_of_bad_item
     assert all(d["field"] == "sku" for d in inventory_letters)
-    payload = service.store.dead_letter_payload(letters[("orders", bad_order)]["id"])
+    payload = service.store.dead_letters.payload(letters[("orders", bad_order)]["id"])
     assert payload["createdAt"] == "not-a-date"
     # The cursor still moved past the bad records: they are safe in the dead-letter table.
     newest = max(o["updatedAt"] for o in data.tables["orders"].values())
-    assert service.store.get_cursor("shop", "orders") == datetime.fromisoformat(newest).isoformat()
+    assert service.store.cursors.get("shop", "orders") == datetime.fromisoformat(newest).isoformat()
     # Reading the same broken record again does not pile up dead letters.
     again = await service.pull("shop", "orders", full=True)
     assert again.progress.dead_lettered == 1
-    assert len(service.store.list_dead_letters(entity="orders")) == 1
+    assert len(service.store.dead_letters.unresolved(entity="orders")) == 1
 
 
 async def test_inventory_checkpoints_at_run_start_and_picks_up_level_changes(
@@ -196,7 +196,7 @@ async def test_inventory_checkpoints_at_run_start_and_picks_up_level_changes(
 ) -> None:
     before = datetime.now(UTC).replace(microsecond=0)
     first = await service.pull("shop", "inventory")
-    cursor = datetime.fromisoformat(service.store.get_cursor("shop", "inventory") or "")
+    cursor = datetime.fromisoformat(service.store.cursors.get("shop", "inventory") or "")
     assert before <= cursor + timedelta(seconds=1)
     assert cursor <= datetime.now(UTC)
     location = next(iter(shop.data.tables["locations"]))
@@ -221,7 +221,7 @@ async def test_dlq_replay_maps_a_record_again_after_a_mapping_fix(
     item_id = sorted(shop.data.tables["inventory_items"])[0]
     shop.data.update("inventory_items", item_id, {"sku": None})
     summary = await service.pull("shop", "inventory")
-    letters = service.store.list_dead_letters()
+    letters = service.store.dead_letters.unresolved()
     assert summary.status == "partial"
     assert letters
     assert all(d["field"] == "sku" for d in letters)
@@ -240,9 +240,9 @@ async def test_dlq_replay_maps_a_record_again_after_a_mapping_fix(
     )
     outcomes = await fixed.replay([d["id"] for d in letters])
     assert all("mapped and stored" in text for _, text in outcomes)
-    assert fixed.store.list_dead_letters() == []
+    assert fixed.store.dead_letters.unresolved() == []
     level_id = shop.data.tables["inventory_items"][item_id]["_levels"][0]
-    record = fixed.store.find_record("shop", "inventory", level_id)
+    record = fixed.store.records.find("shop", "inventory", level_id)
     assert record is not None
     assert record["data"]["sku"] == item_id
     fixed.close()

@@ -91,7 +91,7 @@ async def test_allocation_and_an_unknown_sku_is_reported_not_created(
     assert level(shop, sku)["quantities"]["available"] == 5  # floor((11 - 1) * 0.5)
     assert summary.status == "partial"
     assert len(shop.data.tables["inventory_items"]) == items_before
-    [letter] = [d for d in service.store.list_dead_letters() if d["direction"] == "push"]
+    [letter] = [d for d in service.store.dead_letters.unresolved() if d["direction"] == "push"]
     assert "unknown SKU 'NOT-ON-SHOPIFY'" in letter["reason"]
     assert letter["source_ref"] == "inventory/stock.csv:3"
 
@@ -124,7 +124,7 @@ async def test_mass_change_guard_stops_a_broken_export(
     service: Partnersync, shop: ShopifySandbox, drop: FileSandbox, erp: str
 ) -> None:
     await service.pull("shop", "inventory")
-    levels = service.store.records_of("shop", "inventory")
+    levels = service.store.records.of("shop", "inventory")
     in_stock = [
         r.data for r in levels if r.data["available"] > 0 and r.data["location_name"] == MAIN
     ]
@@ -176,8 +176,8 @@ async def test_dropped_product_create_response_leaves_exactly_one_product(
     assert summary.status == "succeeded", summary.error
     created = [p for p in shop.data.tables["products"].values() if p["handle"] == "new-tee"]
     assert len(created) == 1
-    [record] = service.store.records_of(erp, "products")
-    assert service.store.get_binding("shop", "products", record.canonical_key) == created[0]["id"]
+    [record] = service.store.records.of(erp, "products")
+    assert service.store.bindings.get("shop", "products", record.canonical_key) == created[0]["id"]
     variants = [shop.data.tables["variants"][v] for v in created[0]["_variants"]]
     assert sorted((v["sku"], v["price"]) for v in variants) == [
         ("NT-M", "21.90"),
@@ -222,12 +222,12 @@ async def test_price_changed_on_both_sides_resolves_by_policy_and_is_recorded(
     )
 
     assert Decimal(shop.data.tables["variants"][variant_id]["price"]) == Decimal(expected)
-    [conflict] = service.store.list_conflicts(summary.run_id)
+    [conflict] = service.store.conflicts.of_run(summary.run_id)
     assert conflict["field"] == "variants[CAP-1].price"
     assert (conflict["policy"], conflict["winner"]) == (policy, policy)
     assert conflict["hub_value"] == '"20"'
     assert conflict["platform_value"] == '"30"'
-    assert service.store.get_run(summary.run_id)["conflicts"] == 1  # type: ignore[index]
+    assert service.store.runs.get(summary.run_id)["conflicts"] == 1  # type: ignore[index]
 
 
 async def test_fulfilment_reaches_the_order_with_tracking_exactly_once(
@@ -280,7 +280,7 @@ async def test_bad_csv_rows_are_dead_lettered_with_file_line_and_reason(
     assert pulled.status == "partial"
     pushed = await service.push("shop", "inventory", PushOptions(sources=(erp,)))
 
-    letters = {d["source_ref"]: d for d in service.store.list_dead_letters(limit=100)}
+    letters = {d["source_ref"]: d for d in service.store.dead_letters.unresolved(limit=100)}
     assert letters["inventory/stock.csv:3"]["field"] == "available"
     assert "not a whole number: 'ten'" in letters["inventory/stock.csv:3"]["reason"]
     assert letters["inventory/stock.csv:5"]["field"] == "sku"
@@ -303,7 +303,7 @@ async def test_failed_write_goes_to_dead_letters_and_replay_sends_it(
     await service.pull(erp, "fulfillments")
     summary = await service.push("shop", "fulfillments", PushOptions(sources=(erp,)))
     assert summary.status == "partial"
-    [letter] = [d for d in service.store.list_dead_letters() if d["direction"] == "push"]
+    [letter] = [d for d in service.store.dead_letters.unresolved() if d["direction"] == "push"]
     assert "nothing left to fulfil" in letter["reason"]
     # Someone cancels the fulfilment on the platform; replay plans the shipment again.
     [reopened] = fulfillment_orders(fulfilled)
@@ -314,7 +314,7 @@ async def test_failed_write_goes_to_dead_letters_and_replay_sends_it(
     outcomes = await service.replay([letter["id"]])
     assert any("succeeded" in text for _, text in outcomes)
     assert any(t["number"] == "NEW-1" for f in fulfilled["fulfillments"] for t in f["trackingInfo"])
-    assert [d for d in service.store.list_dead_letters() if d["direction"] == "push"] == []
+    assert [d for d in service.store.dead_letters.unresolved() if d["direction"] == "push"] == []
 
 
 async def test_a_lost_inventory_answer_is_retried_with_the_same_key_and_applied_once(
@@ -408,7 +408,7 @@ async def test_the_write_handle_lives_in_the_binder_not_in_the_canonical_record(
 ) -> None:
     await service.pull("shop", "inventory")
 
-    [copy, *_] = service.store.records_of("shop", "inventory")
+    [copy, *_] = service.store.records.of("shop", "inventory")
 
     assert "inventory_item_id" not in copy.data
     item = next(

@@ -123,7 +123,7 @@ async def test_r17_one_refused_item_is_dead_lettered_and_the_rest_of_the_batch_l
     assert (avail(shop, a), avail(shop, b)) == (9, 9)
     assert first.status == "partial"
     assert first.dead_lettered == 1
-    [letter] = [d for d in svc.store.list_dead_letters() if d["direction"] == "push"]
+    [letter] = [d for d in svc.store.dead_letters.unresolved() if d["direction"] == "push"]
     assert c in letter["reason"]
     assert "inventory item" in letter["reason"].lower()
     shop.data.set_available(a, location_id(shop), 4)
@@ -578,7 +578,7 @@ async def test_r09_file_drops_are_read_whatever_their_dates(
 ) -> None:
     def hub_stock() -> dict[str, int]:
         return {
-            r.data["sku"]: r.data["available"] for r in svc.store.records_of("erp", "inventory")
+            r.data["sku"]: r.data["available"] for r in svc.store.records.of("erp", "inventory")
         }
 
     assert drop.directory is not None
@@ -612,7 +612,7 @@ async def test_r09_file_drops_are_read_whatever_their_dates(
     rows[1] = {**rows[1], "price": "12.00", "updated_at": datetime.now(UTC).isoformat()}
     drop.write("products/catalogue.csv", rows)
     await svc.pull("erp", "products")
-    [tee] = svc.store.records_of("erp", "products")
+    [tee] = svc.store.records.of("erp", "products")
     assert [(v["sku"], v["price"]["amount"]) for v in tee.data["variants"]] == [
         ("T-S", "10.00"),
         ("T-M", "12.00"),
@@ -634,7 +634,7 @@ async def test_r11_replaying_dead_letters_never_stores_an_older_version(
     await anyio.sleep(1.05)
     shop.data.update("variants", vid, {"price": "20.00"})  # still blank: dead letter 2
     await service.pull("shop", "products")
-    letters = service.store.list_dead_letters()
+    letters = service.store.dead_letters.unresolved()
     assert len(letters) == 2
     service.close()
 
@@ -645,14 +645,14 @@ async def test_r11_replaying_dead_letters_never_stores_an_older_version(
     )
     outcomes = await fixed.replay([d["id"] for d in letters])
 
-    record = fixed.store.find_record("shop", "products", product["id"])
+    record = fixed.store.records.find("shop", "products", product["id"])
     assert record is not None
     price = next(
         v["price"]["amount"] for v in record["data"]["variants"] if v["external_id"] == vid
     )
     assert price == "20.00"
     assert any("newer" in text for _, text in outcomes)
-    assert fixed.store.list_dead_letters() == []
+    assert fixed.store.dead_letters.unresolved() == []
     fixed.close()
 
 
@@ -676,7 +676,7 @@ async def test_r15_replaying_a_dead_push_plans_from_the_current_state(
     assert (await svc.push("shop", "products", ERP)).status == "succeeded"
     assert price() == "30.00"
 
-    letters = [d["id"] for d in svc.store.list_dead_letters(limit=100)]
+    letters = [d["id"] for d in svc.store.dead_letters.unresolved(limit=100)]
     await svc.replay(letters)
 
     assert price() == "30.00"

@@ -45,7 +45,7 @@ async def test_t3_boundary_ties_across_pages_and_inserts_with_the_same_timestamp
         shop.log.clear()
         second = await service.pull("shop", "products")
 
-        assert service.store.count_records("products") == len(products) == 300
+        assert service.store.records.count("products") == len(products) == 300
         assert first.status == second.status == "succeeded"
         tied = sum(1 for p in products.values() if p["updatedAt"] == tie)
         assert tied == 210
@@ -78,7 +78,7 @@ async def test_t4_records_modified_and_inserted_during_pagination_are_not_lost(
         await service.pull("shop", "products")
 
         for product_id, product in products.items():
-            record = service.store.find_record("shop", "products", product_id)
+            record = service.store.records.find("shop", "products", product_id)
             assert record is not None, product_id
             assert record["data"]["title"] == product["title"], product_id
         service.close()
@@ -105,8 +105,8 @@ async def test_t23_product_creates_with_a_fifth_of_answers_lost_apply_exactly_on
     on_shop = [p for p in shop.data.tables["products"].values() if p["handle"].startswith("bulk-")]
     assert sorted(p["handle"] for p in on_shop) == handles  # each exactly once
     bound = {
-        service.store.get_binding("shop", "products", r.canonical_key)
-        for r in service.store.records_of("erp", "products")
+        service.store.bindings.get("shop", "products", r.canonical_key)
+        for r in service.store.records.of("erp", "products")
     }
     assert bound == {p["id"] for p in on_shop}
     again = await service.push("shop", "products", PushOptions(sources=("erp",)))

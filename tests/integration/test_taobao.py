@@ -83,7 +83,7 @@ async def test_trades_are_walked_in_windows_of_a_day_from_the_last_page_back(
             assert entry["params"]["page_size"] == "100"
         pages = [int(e["params"]["page_no"]) for e in listed if e.get("records")]
         assert pages != sorted(pages)  # a busy window is read from its last page backwards
-        stored = sorted(r.external_id for r in service.store.records_of("tb", "orders"))
+        stored = sorted(r.external_id for r in service.store.records.of("tb", "orders"))
         assert stored == sorted(str(t) for t in busy.data.trades)
         service.close()
 
@@ -124,7 +124,7 @@ async def test_items_come_with_their_skus_and_stock(
     stock = await svc.pull("tb", "inventory")
 
     assert products.progress.created == len(gateway.data.items)
-    levels = {r.data["sku"]: r.data["available"] for r in svc.store.records_of("tb", "inventory")}
+    levels = {r.data["sku"]: r.data["available"] for r in svc.store.records.of("tb", "inventory")}
     assert levels == {sku: gateway.data.sku_quantity(sku) for sku in gateway.data.outer_ids()}
     assert stock.status == "succeeded"
 
@@ -240,7 +240,7 @@ def test_a_pull_killed_at_a_window_boundary_resumes_without_loss(tmp_path: Path)
         hub_service = make_service(
             project, Vault.parse(keys), database_url=f"sqlite:///{project / 'hub.db'}"
         )
-        stored = sorted(r.external_id for r in hub_service.store.records_of("tb", "orders"))
+        stored = sorted(r.external_id for r in hub_service.store.records.of("tb", "orders"))
         assert stored == sorted(str(t) for t in gateway.data.trades)
         hub_service.close()
 

@@ -78,7 +78,7 @@ async def test_an_incremental_pull_reads_only_what_changed(
     assert sum(e["records"] for e in served(store, "list_products")) == 2 + overlap
     assert (second.progress.updated, second.progress.created) == (2, 0)
     assert all(e["query"]["dates_are_gmt"] == "true" for e in served(store, "list_products"))
-    record = svc.store.find_record("woo", "products", str(changed[0]))
+    record = svc.store.records.find("woo", "products", str(changed[0]))
     assert record is not None
     assert record["data"]["title"] == f"Renamed {changed[0]}"
 
@@ -337,6 +337,6 @@ async def test_records_changed_during_a_walk_are_not_lost(tmp_path: Path, vault:
         busy.faults.after_request.clear()
         await service.pull("woo", "products")
 
-        held = {r.external_id: r.data["title"] for r in service.store.records_of("woo", "products")}
+        held = {r.external_id: r.data["title"] for r in service.store.records.of("woo", "products")}
         assert held == {str(i): p["name"] for i, p in busy.data.products.items()}
         service.close()

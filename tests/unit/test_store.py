@@ -22,7 +22,7 @@ def record(
 
 
 def commit(store: HubStore, run_id: int, entity: str, records: list[MappedRecord], **kw: object):  # type: ignore[no-untyped-def]
-    return store.commit_page(
+    return store.records.commit_page(
         run_id=run_id,
         account="shop",
         entity=entity,
@@ -36,7 +36,7 @@ def commit(store: HubStore, run_id: int, entity: str, records: list[MappedRecord
 
 
 def start(store: HubStore, entity: str = "products") -> int:
-    return store.start_run(
+    return store.runs.start(
         account="shop", entity=entity, direction="pull", mode="full", since=None, cursor_before=None
     )
 
@@ -98,7 +98,7 @@ def test_a_hub_from_the_first_release_upgrades_with_its_rows(tmp_path: Path, vau
         )
     engine.dispose()
     hub = HubStore.open(url, vault)
-    [letter] = hub.list_dead_letters()
+    [letter] = hub.dead_letters.unresolved()
     assert (letter["field"], letter["direction"], letter["source_ref"]) == ("total", "pull", None)
     hub.close()
 
@@ -113,10 +113,10 @@ def test_page_commit_creates_updates_and_skips_unchanged(store: HubStore) -> Non
         store, run, "products", [record("a", '{"v":1}'), record("b", '{"v":2}')], cursor="c2"
     )
     assert (second.created, second.updated, second.unchanged) == (0, 1, 1)
-    assert store.count_records("products") == 2
-    assert store.get_cursor("shop", "products") == "c2"
-    assert store.find_record("shop", "products", "b")["data"] == {"v": 2}  # type: ignore[index]
-    run_row = store.get_run(run)
+    assert store.records.count("products") == 2
+    assert store.cursors.get("shop", "products") == "c2"
+    assert store.records.find("shop", "products", "b")["data"] == {"v": 2}  # type: ignore[index]
+    run_row = store.runs.get(run)
     assert run_row is not None
     assert (run_row["created"], run_row["updated"], run_row["unchanged"], run_row["pages"]) == (
         2,
@@ -133,21 +133,21 @@ def test_dead_letters_keep_the_payload_encrypted(store: HubStore) -> None:
     )
     outcome = commit(store, run, "orders", [], dead_letters=[letter])
     assert outcome.dead_lettered == 1
-    [listed] = store.list_dead_letters()
+    [listed] = store.dead_letters.unresolved()
     assert (listed["external_id"], listed["field"], listed["reason"]) == (
         "o1",
         "total",
         "not a decimal",
     )
     assert "payload" not in listed
-    assert store.dead_letter_payload(listed["id"]) == {"email": "pii@example.com"}
+    assert store.dead_letters.payload(listed["id"]) == {"email": "pii@example.com"}
 
 
 def test_orders_and_secrets_are_unreadable_in_the_sqlite_files(
     tmp_path: Path, vault: Vault
 ) -> None:
     hub = HubStore.open(f"sqlite:///{tmp_path / 'hub.db'}", vault)
-    hub.save_account(
+    hub.accounts.save(
         name="shop",
         platform="shopify",
         base_url="https://x.example",
@@ -158,8 +158,8 @@ def test_orders_and_secrets_are_unreadable_in_the_sqlite_files(
     run = start(hub, "orders")
     commit(hub, run, "orders", [record("o1", '{"email":"canary-pii@example.com"}')])
     commit(hub, run, "products", [record("p1", '{"title":"visible"}')])
-    assert hub.find_record("shop", "orders", "o1")["data"] == {"email": "canary-pii@example.com"}  # type: ignore[index]
-    assert hub.account_secrets("shop") == {"access_token": "shpat_CANARY_TOKEN"}
+    assert hub.records.find("shop", "orders", "o1")["data"] == {"email": "canary-pii@example.com"}  # type: ignore[index]
+    assert hub.accounts.secrets("shop") == {"access_token": "shpat_CANARY_TOKEN"}
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("hub.db*"))
     assert b"shpat_CANARY_TOKEN" not in raw
     assert b"canary-pii@example.com" not in raw
@@ -176,7 +176,7 @@ def test_sqlite_connections_use_wal(tmp_path: Path, vault: Vault) -> None:
 
 
 def test_accounts_crud_never_returns_secrets(store: HubStore) -> None:
-    store.save_account(
+    store.accounts.save(
         name="shop",
         platform="shopify",
         base_url="https://x.example",
@@ -184,15 +184,15 @@ def test_accounts_crud_never_returns_secrets(store: HubStore) -> None:
         options={"pace": True},
         secrets={"access_token": "t0ken-value"},
     )
-    listed = store.list_accounts()
+    listed = store.accounts.every()
     assert [a["name"] for a in listed] == ["shop"]
     assert "t0ken-value" not in repr(listed)
-    assert store.remove_account("shop") is True
-    assert store.remove_account("shop") is False
+    assert store.accounts.remove("shop") is True
+    assert store.accounts.remove("shop") is False
 
 
 @pytest.mark.parametrize("entity", ["products", "orders"])
 def test_iter_records_streams_decrypted_rows(store: HubStore, entity: str) -> None:
     run = start(store, entity)
     commit(store, run, entity, [record(str(i), f'{{"i":{i}}}') for i in range(5)])
-    assert sorted(r["i"] for r in store.iter_records(entity)) == [0, 1, 2, 3, 4]
+    assert sorted(r["i"] for r in store.records.every(entity)) == [0, 1, 2, 3, 4]

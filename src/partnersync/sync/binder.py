@@ -1,5 +1,9 @@
 """The binder: the only code that knows how external ids map to canonical keys (STYLE habit 8).
 
+Two relations, both kept here: ``links`` — a record an account holds (pulled) ⇄ its canonical
+key, with the platform handle a write addresses; and ``bindings`` — a hub record pushed to a
+target ⇄ the target's id for it.
+
 A canonical key is derived from (entity, account, external id) the first time a record is seen,
 so rebuilding a hub from the same platform yields the same keys; later issues may bind records
 of other accounts to an existing key (e.g. by SKU) through :meth:`Binder.bind`.
@@ -13,9 +17,10 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from partnersync.sync.tables import LinkRow
+from partnersync.sync.tables import BindingRow, LinkRow
 
 _links = LinkRow.__table__  # type: ignore[attr-defined]
+_bindings = BindingRow.__table__  # type: ignore[attr-defined]
 
 
 def derive_key(entity: str, account: str, external_id: str) -> str:
@@ -94,3 +99,47 @@ class Binder:
             self.connection.execute(_links.insert(), new)
             known.update({str(row["external_id"]): str(row["canonical_key"]) for row in new})
         return known
+
+    # -- pushed records ------------------------------------------------------------------
+    def target_id(self, target: str, entity: str, canonical_key: str) -> str | None:
+        """The target's id for a hub record pushed (or adopted) there."""
+        value: str | None = self.connection.execute(
+            select(_bindings.c.external_id).where(
+                _bindings.c.target_account == target,
+                _bindings.c.entity == entity,
+                _bindings.c.canonical_key == canonical_key,
+            )
+        ).scalar_one_or_none()
+        return value
+
+    def target_ids(self, target: str, entity: str) -> dict[str, str]:
+        """Canonical key → the target's id, for every ``entity`` record pushed to ``target``."""
+        rows = self.connection.execute(
+            select(_bindings.c.canonical_key, _bindings.c.external_id).where(
+                _bindings.c.target_account == target, _bindings.c.entity == entity
+            )
+        )
+        return {row.canonical_key: row.external_id for row in rows}
+
+    def bind_targets(self, target: str, entity: str, pairs: Mapping[str, str]) -> None:
+        """Bind hub keys to the target's ids, replacing an older binding of either side."""
+        for key, external_id in pairs.items():
+            self.connection.execute(
+                _bindings.delete().where(
+                    _bindings.c.target_account == target,
+                    _bindings.c.entity == entity,
+                    (_bindings.c.canonical_key == key) | (_bindings.c.external_id == external_id),
+                )
+            )
+            self.connection.execute(
+                _bindings.insert(),
+                [
+                    {
+                        "target_account": target,
+                        "entity": entity,
+                        "canonical_key": key,
+                        "external_id": external_id,
+                        "created_at": self.now,
+                    }
+                ],
+            )

@@ -103,7 +103,7 @@ class PullEngine:
         options = options or PullOptions()
         account = connector.account.name
         capability = connector.capabilities.require_pull(entity)
-        cursor_before = self.store.get_cursor(account, entity)
+        cursor_before = self.store.cursors.get(account, entity)
         stored = parse_cursor(cursor_before)
         since: datetime | None
         if options.since is not None:
@@ -113,7 +113,7 @@ class PullEngine:
         else:
             since = stored - options.overlap
         run_started = self.clock.now()
-        run_id = self.store.start_run(
+        run_id = self.store.runs.start(
             account=account,
             entity=entity,
             direction="pull",
@@ -147,7 +147,7 @@ class PullEngine:
                 spent = connector.requests_sent - requests_before
                 requests_before = connector.requests_sent
                 commit = functools.partial(
-                    self.store.commit_page,
+                    self.store.records.commit_page,
                     run_id=run_id,
                     account=account,
                     entity=entity,
@@ -173,14 +173,14 @@ class PullEngine:
                     on_page(progress)
             leftover = connector.requests_sent - requests_before
             if leftover:
-                self.store.add_run_requests(run_id, leftover)
+                self.store.runs.add_requests(run_id, leftover)
                 progress.requests += leftover
             if not capability.sorted_by_cursor:
                 cursor_after = run_started.isoformat()
-                self.store.set_cursor(account, entity, cursor_after, run_id)
+                self.store.cursors.put(account, entity, cursor_after, run_id)
         except PartnersyncError as exc:
             error = f"{type(exc).__name__}: {exc}"
-            self.store.finish_run(run_id, status="failed", cursor_after=cursor_after, error=error)
+            self.store.runs.finish(run_id, status="failed", cursor_after=cursor_after, error=error)
             return RunSummary(
                 run_id,
                 account,
@@ -195,10 +195,10 @@ class PullEngine:
         except Exception as exc:
             # A bug, not a platform or data problem: record the run as failed, then let it surface.
             error = f"internal error: {type(exc).__name__}: {exc}"
-            self.store.finish_run(run_id, status="failed", cursor_after=cursor_after, error=error)
+            self.store.runs.finish(run_id, status="failed", cursor_after=cursor_after, error=error)
             raise
         status = "partial" if progress.dead_lettered else "succeeded"
-        self.store.finish_run(run_id, status=status, cursor_after=cursor_after)
+        self.store.runs.finish(run_id, status=status, cursor_after=cursor_after)
         return RunSummary(
             run_id, account, entity, status, since, cursor_before, cursor_after, progress
         )

@@ -168,7 +168,7 @@ async def test_incremental_filter_is_the_cursor_minus_the_overlap(
     mock: respx.MockRouter, tmp_path: Path, vault: Vault
 ) -> None:
     store = HubStore.open(f"sqlite:///{tmp_path / 'hub.db'}", vault)
-    store.set_cursor("acme", "products", "2026-03-01T12:00:00+00:00", run_id=0)
+    store.cursors.put("acme", "products", "2026-03-01T12:00:00+00:00", run_id=0)
     route = mock.post(ENDPOINT).mock(side_effect=[SHOP, products_page([1], None)])
     async with connector() as shop:
         summary = await PullEngine(store).pull(
@@ -182,8 +182,8 @@ async def test_incremental_filter_is_the_cursor_minus_the_overlap(
     assert summary.status == "succeeded"
     # The record is dated before the window Shopify was asked for: stored, but it must not move
     # the cursor backwards or forwards.
-    assert store.get_cursor("acme", "products") == "2026-03-01T12:00:00+00:00"
-    assert store.get_run(summary.run_id)["out_of_window"] == 1  # type: ignore[index]
+    assert store.cursors.get("acme", "products") == "2026-03-01T12:00:00+00:00"
+    assert store.runs.get(summary.run_id)["out_of_window"] == 1  # type: ignore[index]
     store.close()
 
 

@@ -106,7 +106,7 @@ class PushRun:
             fresh_key = fresh_idempotency_key(target, entity, write.key, content)
             rows.append((write.key, write.operation, content, payload, write.source_ref, fresh_key))
         return await self.db(
-            self.store.enqueue,
+            self.store.outbox.enqueue,
             run_id=self.summary.run_id,
             target=target,
             entity=entity,
@@ -120,9 +120,9 @@ class PushRun:
         for entry in entries:
             label = entry.payload.get("_label")
             reason = f"{label}: {reason}" if label and label not in reason else reason
-            await self.db(self.store.mark_outbox, [entry.id], "dead", error=reason)
+            await self.db(self.store.outbox.mark, [entry.id], "dead", error=reason)
             await self.db(
-                self.store.add_push_dead_letter,
+                self.store.dead_letters.add_push,
                 run_id=self.summary.run_id,
                 target=self.plan.target,
                 entity=self.plan.entity,
@@ -207,7 +207,7 @@ class PushEngine:
         exporter = self.exporter(connector, entity)
         if (
             exporter.reads is not None
-            and await self._db(self.store.get_cursor, target, exporter.reads) is None
+            and await self._db(self.store.cursors.get, target, exporter.reads) is None
         ):
             raise ConfigError(
                 f"{target}'s {exporter.reads} were never pulled: pull them first "
@@ -220,7 +220,7 @@ class PushEngine:
         run_id = await self._db(self._open_run, plan, options)
         summary = PushSummary(run_id, target, entity, "succeeded", plan)
         if options.dry_run:
-            await self._db(self.store.finish_run, run_id, status="succeeded", cursor_after=None)
+            await self._db(self.store.runs.finish, run_id, status="succeeded", cursor_after=None)
             return summary
         before = connector.requests_sent
         push = PushRun(self, connector, plan, options, summary, target_mapper)
@@ -239,7 +239,7 @@ class PushEngine:
     def _open_run(self, plan: PushPlan, options: PushOptions) -> int:
         """Start the run; record conflicts, adoptions and problems; end rows no longer wanted."""
         target, entity = plan.target, plan.entity
-        run_id = self.store.start_run(
+        run_id = self.store.runs.start(
             account=target,
             entity=entity,
             direction="push",
@@ -247,8 +247,8 @@ class PushEngine:
             since=None,
             cursor_before=None,
         )
-        self.store.record_conflicts(run_id, target, entity, plan.conflicts)
-        self.store.add_run_counts(
+        self.store.conflicts.record(run_id, target, entity, plan.conflicts)
+        self.store.runs.add_counts(
             run_id,
             unchanged=plan.unchanged,
             skipped=len(plan.problems),
@@ -257,11 +257,11 @@ class PushEngine:
         if options.dry_run:
             return run_id
         for key, external_id, baseline in plan.adoptions:
-            self.store.complete_writes(
+            self.store.outbox.complete(
                 target, entity, done=[], bindings={key: external_id}, baselines={key: baseline}
             )
         for problem in plan.problems:
-            self.store.add_problem(
+            self.store.dead_letters.add_problem(
                 run_id=run_id,
                 target=target,
                 entity=entity,
@@ -271,26 +271,26 @@ class PushEngine:
                 source_ref=problem.source_ref,
             )
         # Open rows this plan no longer wants (the state they aimed at is gone) end here.
-        self.store.supersede_open(
+        self.store.outbox.supersede_open(
             target, entity, keep={(w.key, w.content_hash) for w in plan.writes}
         )
         return run_id
 
     def _close_run(self, summary: PushSummary) -> None:
         """Settle the run's status from what was sent, refused and left open."""
-        unsent = self.store.count_open_outbox(summary.run_id)
+        unsent = self.store.outbox.count_open(summary.run_id)
         if unsent and summary.status != "failed":
             summary.status = "failed"
             summary.error = f"{unsent} planned write(s) were neither sent nor refused"
         if summary.status != "failed" and (summary.dead_lettered or summary.plan.problems):
             summary.status = "partial"
-        self.store.add_run_counts(
+        self.store.runs.add_counts(
             summary.run_id,
             created=summary.created,
             updated=summary.updated,
             dead_lettered=summary.dead_lettered,
             requests=summary.requests,
         )
-        self.store.finish_run(
+        self.store.runs.finish(
             summary.run_id, status=summary.status, cursor_after=None, error=summary.error
         )

@@ -33,7 +33,7 @@ class FulfillmentExporter(Exporter):
     def plan(self, target: str, options: PushOptions, settings: Mapping[str, Any]) -> PushPlan:
         """Fulfilments for the target's orders from the sources' shipments."""
         plan = PushPlan(target, "fulfillments")
-        orders = self.store.records_of(target, "orders")
+        orders = self.store.records.of(target, "orders")
         plan.target_records = len(orders)
         by_ref: dict[str, HubRecord] = {}
         for order in orders:
@@ -43,9 +43,9 @@ class FulfillmentExporter(Exporter):
         whole: set[str] = set()  # orders a parcel without lines fulfils in this plan
         # A parcel delivered once stays delivered, even where the platform's order does not
         # show the tracking (WooCommerce keeps it in a note).
-        delivered = set(self.store.latest_done_content(target, "fulfillments"))
+        delivered = set(self.store.outbox.latest_done_content(target, "fulfillments"))
         for source in options.sources:
-            for record in self.store.records_of(source, "fulfillments"):
+            for record in self.store.records.of(source, "fulfillments"):
                 problem = self._plan_shipment(plan, record, by_ref, targets, whole, delivered)
                 if problem is not None:
                     plan.problems.append(
@@ -114,7 +114,7 @@ class FulfillmentExporter(Exporter):
         found = None
         if entry.status == "sending" or entry.attempts:  # an earlier attempt may have landed
             found = await connector.find_fulfillment(order_id, shipment.tracking_number)
-        await push.db(self.store.mark_outbox, [entry.id], "sending", attempt=True)
+        await push.db(self.store.outbox.mark, [entry.id], "sending", attempt=True)
         if found is None:
             try:
                 found = await connector.create_fulfillment(order_id, shipment)
@@ -126,7 +126,7 @@ class FulfillmentExporter(Exporter):
                     raise
         noted = await push.db(self._noted, push.target, order_id, found, shipment)
         await push.db(
-            self.store.complete_writes,
+            self.store.outbox.complete,
             push.target,
             "orders",
             done=[entry.id],
@@ -139,7 +139,7 @@ class FulfillmentExporter(Exporter):
         self, target: str, order_id: str, fulfillment_id: str, shipment: Shipment
     ) -> dict[str, dict[str, Any]]:
         """The hub copy's new fulfilments list, so the same parcel is not sent again."""
-        record = self.store.find_record(target, "orders", order_id)
+        record = self.store.records.find(target, "orders", order_id)
         if record is None:
             return {}
         fulfillments = list(record["data"].get("fulfillments") or [])

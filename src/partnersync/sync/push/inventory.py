@@ -57,7 +57,7 @@ class InventoryExporter(Exporter):
     ) -> PushPlan:
         """Target levels to set from the sources' stock (``excluded``: keys not to plan)."""
         plan = PushPlan(target, "inventory")
-        levels = self.store.records_of(target, "inventory")
+        levels = self.store.records.of(target, "inventory")
         places = {str(r.data.get("location_name") or r.data["location_id"]) for r in levels}
         # A channel with a single stock location (WooCommerce keeps one stock per item) sells
         # every source location's stock from it.
@@ -130,8 +130,8 @@ class InventoryExporter(Exporter):
         refs: dict[tuple[str, str], str | None] = {}
         echoes: set[tuple[str, str]] = set()
         for source in options.sources:
-            written = self.store.baselines(source, "inventory")
-            for record in self.store.records_of(source, "inventory"):
+            written = self.store.bindings.baselines(source, "inventory")
+            for record in self.store.records.of(source, "inventory"):
                 level = record.data
                 location = str(level.get("location_name") or level.get("location_id") or "")
                 mapped = only_location or options.locations.get(location, location)
@@ -175,7 +175,7 @@ class InventoryExporter(Exporter):
         """Send one batch; True when part of it must be planned again."""
         batch_key = digest(push.target, *sorted(e.idempotency_key for e in batch))
         ids = [e.id for e in batch]
-        await push.db(self.store.mark_outbox, ids, "sending", batch_key=batch_key, attempt=True)
+        await push.db(self.store.outbox.mark, ids, "sending", batch_key=batch_key, attempt=True)
         writes = [
             InventoryWrite(
                 e.payload["handle"],
@@ -213,7 +213,7 @@ class InventoryExporter(Exporter):
                 superseded.append(entry)  # nothing of the batch applied: plan it again
             else:
                 landed.append(entry)  # the platform applied the items it did not refuse
-        await push.db(self.store.mark_outbox, [e.id for e in superseded], "superseded")
+        await push.db(self.store.outbox.mark, [e.id for e in superseded], "superseded")
         if landed:
             await self._landed(push, landed)
         return bool(superseded)
@@ -223,7 +223,7 @@ class InventoryExporter(Exporter):
         same transaction."""
         written = {e.canonical_key: int(e.payload["quantity"]) for e in entries}
         await push.db(
-            self.store.complete_writes,
+            self.store.outbox.complete,
             push.target,
             "inventory",
             done=[e.id for e in entries],
@@ -252,5 +252,5 @@ class InventoryExporter(Exporter):
                 continue
             patches[level.origin.external_id] = {"available": level.available}
         await push.db(
-            self.store.complete_writes, push.target, "inventory", done=[], field_patches=patches
+            self.store.outbox.complete, push.target, "inventory", done=[], field_patches=patches
         )

@@ -32,9 +32,9 @@ class OrderExporter(Exporter):
     def plan(self, target: str, options: PushOptions, settings: Mapping[str, Any]) -> PushPlan:
         """Orders of the source channels whose current status ``target`` has not received."""
         plan = PushPlan(target, "orders")
-        delivered = self.store.latest_done_content(target, "orders")
+        delivered = self.store.outbox.latest_done_content(target, "orders")
         for source in options.sources:
-            for record in self.store.records_of(source, "orders"):
+            for record in self.store.records.of(source, "orders"):
                 order = record.data
                 known = record.canonical_key in delivered
                 write = PlannedWrite(
@@ -67,7 +67,7 @@ class OrderExporter(Exporter):
         if fresh:
             key = digest(push.target, *sorted(e.idempotency_key for e in fresh))
             ids = [e.id for e in fresh]
-            await push.db(self.store.mark_outbox, ids, "sending", batch_key=key, attempt=True)
+            await push.db(self.store.outbox.mark, ids, "sending", batch_key=key, attempt=True)
             batches[key] = fresh
         for batch_key, entries in batches.items():
             assert batch_key is not None
@@ -79,7 +79,7 @@ class OrderExporter(Exporter):
                 where = await push.connector.write_orders(batch_key, orders)
                 failpoint("after_export_write")
             await push.db(
-                self.store.complete_writes,
+                self.store.outbox.complete,
                 push.target,
                 "orders",
                 done=[e.id for e in entries],

@@ -356,12 +356,12 @@ class ProductExporter(Exporter):
     def plan(self, target: str, options: PushOptions, settings: Mapping[str, Any]) -> PushPlan:
         """Create or update the target's products from the sources, field by field."""
         plan = PushPlan(target, "products")
-        copies = self.store.records_of(target, "products")
+        copies = self.store.records.of(target, "products")
         plan.target_records = len(copies)
         by_id = {r.external_id: r for r in copies}
         by_handle = {r.data.get("handle"): r for r in copies if r.data.get("handle")}
-        bindings = self.store.bindings(target, "products")
-        baselines = self.store.baselines(target, "products")
+        bindings = self.store.bindings.of(target, "products")
+        baselines = self.store.bindings.baselines(target, "products")
         currency = settings.get("currency")
         planner = _ProductPlanner(
             plan, options, str(currency) if currency else None, "create" in self.writer.verbs
@@ -380,7 +380,7 @@ class ProductExporter(Exporter):
         unnamed: list[HubRecord] = []
         for source in options.sources:
             mine: dict[str, HubRecord] = {}
-            for record in self.store.records_of(source, "products"):
+            for record in self.store.records.of(source, "products"):
                 handle = record.data.get("handle")
                 if not handle:
                     unnamed.append(record)
@@ -400,7 +400,7 @@ class ProductExporter(Exporter):
 
     async def _deliver(self, push: PushRun, entry: OutboxEntry) -> None:
         verify_first = entry.status == "sending"  # an earlier attempt may have landed
-        await push.db(self.store.mark_outbox, [entry.id], "sending", attempt=True)
+        await push.db(self.store.outbox.mark, [entry.id], "sending", attempt=True)
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 external_id = await self._write(push, entry, verify_first or attempt > 0)
@@ -418,14 +418,14 @@ class ProductExporter(Exporter):
                     external_id = landed
                 else:
                     await push.db(
-                        self.store.mark_outbox, [entry.id], "sending", error=str(exc), attempt=True
+                        self.store.outbox.mark, [entry.id], "sending", error=str(exc), attempt=True
                     )
                     # The platform's own wait when it names one (429 Retry-After, THROTTLED).
                     wait = getattr(exc, "retry_after", None) or WRITE_BACKOFF * 2**attempt
                     await push.engine.clock.sleep(wait)
                     continue
             await push.db(
-                self.store.complete_writes,
+                self.store.outbox.complete,
                 push.target,
                 "products",
                 done=[entry.id],

@@ -1,0 +1,224 @@
+"""The hub store's unit of work — one engine, one vault, one transaction at a time — and the
+rows, records and helpers its repositories share.
+
+SQLite (WAL) by default, PostgreSQL for shared deployments. Schema changes go through Alembic
+(``sync/migrations``); :meth:`UnitOfWork.migrate` upgrades to head. SQLAlchemy errors are
+translated into :class:`~partnersync.errors.StoreError` here (STYLE habit 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+
+from partnersync.auth.vault import Vault
+from partnersync.errors import ConfigError, StoreError
+from partnersync.sync.tables import (
+    AccountRow,
+    BaselineRow,
+    BindingRow,
+    ConflictRow,
+    CursorRow,
+    DeadLetterRow,
+    LinkRow,
+    OutboxRow,
+    RecordRow,
+    RunRow,
+)
+
+PII_ENTITIES = frozenset({"orders"})
+"""Entities whose canonical JSON holds personal data and is encrypted at rest."""
+
+_accounts = AccountRow.__table__  # type: ignore[attr-defined]
+_records = RecordRow.__table__  # type: ignore[attr-defined]
+_links = LinkRow.__table__  # type: ignore[attr-defined]
+_cursors = CursorRow.__table__  # type: ignore[attr-defined]
+_runs = RunRow.__table__  # type: ignore[attr-defined]
+_dead = DeadLetterRow.__table__  # type: ignore[attr-defined]
+_bindings = BindingRow.__table__  # type: ignore[attr-defined]
+_outbox = OutboxRow.__table__  # type: ignore[attr-defined]
+_baselines = BaselineRow.__table__  # type: ignore[attr-defined]
+_conflicts = ConflictRow.__table__  # type: ignore[attr-defined]
+
+
+def _dead_letter_aad(account: str, entity: str, external_id: str | None) -> str:
+    return f"dead_letter:{account}:{entity}:{external_id or ''}"
+
+
+def utcnow_iso() -> str:
+    """Now, as stored."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class MappedRecord:
+    """A canonical record ready to store."""
+
+    external_id: str
+    data: bytes
+    content_hash: str
+    source_updated_at: str | None
+    source_ref: str | None = None
+    handle: str | None = None
+    """What a write to the record on its platform addresses (kept by the binder)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that failed mapping, with the raw payload and why."""
+
+    external_id: str | None
+    field: str
+    reason: str
+    error_class: str
+    payload: bytes
+    source_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class HubRecord:
+    """One account's copy of a record as the hub holds it."""
+
+    account: str
+    external_id: str
+    canonical_key: str
+    data: Any
+    source_ref: str | None
+    handle: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """An outbox row as read back."""
+
+    id: int
+    canonical_key: str
+    idempotency_key: str
+    status: str
+    payload: Any
+    batch_key: str | None
+    attempts: int
+    source_ref: str | None
+
+    @property
+    def open(self) -> bool:
+        """Not finished: waiting to be sent, or sent with no answer yet."""
+        return self.status in OPEN_OUTBOX
+
+
+OPEN_OUTBOX = ("pending", "sending")
+"""Outbox statuses of rows still to finish; done, dead and superseded rows have ended."""
+
+
+@dataclass(frozen=True)
+class PageOutcome:
+    """What one committed page changed in the hub."""
+
+    created: int
+    updated: int
+    unchanged: int
+    dead_lettered: int
+
+
+def content_hash(data: bytes) -> str:
+    """SHA-256 of canonical JSON bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite connections get WAL, a busy timeout and foreign keys."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    try:
+        engine = create_engine(url, future=True)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise ConfigError(f"cannot use database URL: {type(exc).__name__}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class UnitOfWork:
+    """The engine and the vault every repository shares; what must be atomic runs in one
+    :meth:`transaction` (the repositories' ``*_in`` helpers take its connection)."""
+
+    def __init__(self, engine: Engine, vault: Vault) -> None:
+        self.engine = engine
+        self.vault = vault
+
+    def migrate(self) -> None:
+        """Run Alembic migrations up to head."""
+        # Imported here: Alembic costs ~0.2 s of start-up that read-only commands never need.
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option(
+            "script_location", str(resources.files("partnersync.sync").joinpath("migrations"))
+        )
+        with self._translate(), self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        """Dispose of pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"hub database error: {type(exc).__name__}: {exc.args[0]!s:.300}"
+            ) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; SQLAlchemy errors become StoreError."""
+        with self._translate(), self.engine.begin() as connection:
+            yield connection
+
+    # -- accounts ------------------------------------------------------------------------
+
+    def seal(self, entity: str, key: str, data: bytes) -> str:
+        if entity in PII_ENTITIES:
+            return self.vault.encrypt(data.decode(), f"record:{entity}:{key}")
+        return data.decode()
+
+    def unseal(self, entity: str, key: str, stored: str) -> Any:
+        if entity in PII_ENTITIES:
+            stored = self.vault.decrypt(stored, f"record:{entity}:{key}")
+        return orjson.loads(stored)
+
+    # -- reads ---------------------------------------------------------------------------
+
+
+class Repository:
+    """Base of the hub's repositories: each reads and writes its own tables through the
+    shared unit of work."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, default=str).decode()
