@@ -91,10 +91,10 @@ class _Shopify:
 
 
 @dataclass
-class _WooCommerce:
+class _Sandboxed:
+    """A platform whose sandbox says its own credentials."""
+
     sandbox: Any
-    name: str = "woocommerce"
-    location: str = "default"
 
     @property
     def url(self) -> str:
@@ -103,6 +103,12 @@ class _WooCommerce:
     @property
     def secrets(self) -> dict[str, str]:
         return dict(self.sandbox.credentials())
+
+
+@dataclass
+class _WooCommerce(_Sandboxed):
+    name: str = "woocommerce"
+    location: str = "default"
 
     def change(self) -> str:
         data = self.sandbox.data
@@ -127,18 +133,9 @@ class _WooCommerce:
 
 
 @dataclass
-class _Taobao:
-    sandbox: Any
+class _Taobao(_Sandboxed):
     name: str = "taobao"
     location: str = "default"
-
-    @property
-    def url(self) -> str:
-        return str(self.sandbox.url)
-
-    @property
-    def secrets(self) -> dict[str, str]:
-        return dict(self.sandbox.credentials())
 
     def change(self) -> str:
         data = self.sandbox.data

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Self
 import httpx
 
 from partnersync.clock import Clock, SystemClock
+from partnersync.connectors.http.client import HttpClient, RetryPolicy
+from partnersync.connectors.http.ratelimit import TokenBucket
 from partnersync.errors import CapabilityError
 
 if TYPE_CHECKING:
@@ -212,6 +214,20 @@ class Connector(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections (default: nothing to release)."""
+
+    def http_client(self, base_url: str, *, limiter: TokenBucket | None = None) -> HttpClient:
+        """The shared HTTP client for this account: its auth, transport and clock, and the
+        account options ``max_attempts`` (default 6) and ``timeout`` (seconds, default 30)."""
+        options = self.account.options
+        return HttpClient(
+            base_url,
+            auth=self.auth,
+            limiter=limiter,
+            retry=RetryPolicy(max_attempts=int(options.get("max_attempts", 6))),
+            clock=self.clock,
+            transport=self.transport,
+            timeout=float(options.get("timeout", 30.0)),
+        )
 
     @property
     def requests_sent(self) -> int:

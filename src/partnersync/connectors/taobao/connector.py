@@ -35,7 +35,6 @@ from typing import Any
 import httpx
 
 from partnersync.auth.top import top_timestamp
-from partnersync.clock import Clock
 from partnersync.connectors.base import (
     AccountInfo,
     Capabilities,
@@ -46,7 +45,6 @@ from partnersync.connectors.base import (
     Page,
     Writer,
 )
-from partnersync.connectors.http.client import HttpClient, RetryPolicy
 from partnersync.connectors.http.ratelimit import TokenBucket
 from partnersync.connectors.taobao.mappers import LOCATION, top_time
 from partnersync.errors import (
@@ -122,28 +120,16 @@ class TaobaoConnector(Connector):
         EntityCapability("orders", sorted_by_cursor=True),
     )
 
-    def __init__(
-        self,
-        account: AccountInfo,
-        *,
-        auth: httpx.Auth | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        super().__init__(account, auth=auth, transport=transport, clock=clock)
+    def __init__(self, account: AccountInfo, **kwargs: Any) -> None:
+        super().__init__(account, **kwargs)
         options = account.options
         self.item_page = min(int(options.get("page_size", MAX_ITEM_PAGE)), MAX_ITEM_PAGE)
         self.trade_page = min(int(options.get("page_size", MAX_TRADE_PAGE)), MAX_TRADE_PAGE)
         self.window_lag = timedelta(seconds=float(options.get("window_lag_seconds", 180)))
         qps = float(options.get("qps", 20))
-        self.http = HttpClient(
+        self.http = self.http_client(
             account.base_url.rstrip("/"),
-            auth=auth,
             limiter=TokenBucket(capacity=qps, refill_rate=qps, clock=self.clock),
-            retry=RetryPolicy(max_attempts=int(options.get("max_attempts", 6))),
-            clock=self.clock,
-            transport=transport,
-            timeout=float(options.get("timeout", 30.0)),
         )
 
     async def aclose(self) -> None:

@@ -36,9 +36,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
-
-from partnersync.clock import Clock
 from partnersync.connectors.base import (
     AccountInfo,
     Capabilities,
@@ -50,7 +47,6 @@ from partnersync.connectors.base import (
     ProductWriteOutcome,
     Writer,
 )
-from partnersync.connectors.http.client import HttpClient, RetryPolicy
 from partnersync.connectors.woocommerce.mappers import LOCATION, optional_gmt, stock_handle
 from partnersync.errors import BadRequestError, BadResponseError, CapabilityError
 from partnersync.mapping.model import Money, Product, Shipment
@@ -92,25 +88,10 @@ class WooCommerceConnector(Connector):
         ),
     )
 
-    def __init__(
-        self,
-        account: AccountInfo,
-        *,
-        auth: httpx.Auth | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        super().__init__(account, auth=auth, transport=transport, clock=clock)
-        options = account.options
-        self.per_page = min(int(options.get("page_size", MAX_PER_PAGE)), MAX_PER_PAGE)
-        self.http = HttpClient(
-            account.base_url.rstrip("/") + API_PATH,
-            auth=auth,
-            retry=RetryPolicy(max_attempts=int(options.get("max_attempts", 6))),
-            clock=self.clock,
-            transport=transport,
-            timeout=float(options.get("timeout", 30.0)),
-        )
+    def __init__(self, account: AccountInfo, **kwargs: Any) -> None:
+        super().__init__(account, **kwargs)
+        self.per_page = min(int(account.options.get("page_size", MAX_PER_PAGE)), MAX_PER_PAGE)
+        self.http = self.http_client(account.base_url.rstrip("/") + API_PATH)
         self._currency: str | None = None
 
     async def aclose(self) -> None:
