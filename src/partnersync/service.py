@@ -287,7 +287,11 @@ class Partnersync:
         engine = PushEngine(self.store, clock=self.clock)
         async with connector:
             summary = await engine.push(
-                connector, entity, options, target_mapper=spec.mappers.get("inventory")
+                connector,
+                entity,
+                options,
+                target_mapper=spec.mappers.get("inventory"),
+                export_mapper=spec.export_mappers.get(entity),
             )
         log.info("push run %s %s/%s %s", summary.run_id, target, entity, summary.status)
         return summary

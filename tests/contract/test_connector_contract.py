@@ -150,6 +150,8 @@ def test_every_declared_writer_has_an_exporter_and_sane_limits(spec: ConnectorSp
         if capability.writer is None:
             continue
         assert entity in EXPORTERS, f"{spec.platform} declares a writer for {entity}: no exporter"
+        if entity == "products":  # a product write sends a payload its export mapper builds
+            assert spec.export_mappers.get(entity), f"{spec.platform}: no product export mapper"
         assert capability.writer.verbs <= VERBS
         assert capability.writer.batch_limit >= 1
         # An absolute update is safe to repeat; a create must be de-duplicated or verified.

@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "partnersync.mapping.mapper",
+    "partnersync.mapping.export",
     "partnersync.connectors.base",
     "partnersync.connectors.http.pagination",
     "partnersync.clock",

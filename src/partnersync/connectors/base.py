@@ -46,8 +46,9 @@ from partnersync.connectors.http.ratelimit import TokenBucket
 from partnersync.errors import CapabilityError
 
 if TYPE_CHECKING:
+    from partnersync.mapping.export import ExportMapper
     from partnersync.mapping.mapper import Mapper
-    from partnersync.mapping.model import Product, Shipment
+    from partnersync.mapping.model import Shipment
     from partnersync.sandbox.framework import Sandbox
 
 
@@ -292,9 +293,10 @@ class Connector(ABC):
         raise self._cannot("read inventory")
 
     async def upsert_product(
-        self, product: Product, external_id: str | None, variant_ids: Mapping[str, str]
+        self, payload: Mapping[str, Any], external_id: str | None
     ) -> ProductWriteOutcome:
-        """Create the product, or update the one with ``external_id`` (variants by SKU)."""
+        """Send a product payload (built by the spec's export mapper): create the product, or
+        update the one with ``external_id``."""
         raise self._cannot("write products")
 
     async def find_product(self, handle: str) -> ProductWriteOutcome | None:
@@ -337,6 +339,8 @@ class ConnectorSpec:
     auth: AuthFactory
     secret_fields: tuple[str, ...]
     sandbox: Callable[..., Sandbox] | None = None
+    export_mappers: Mapping[str, type[ExportMapper[Any]]] = field(default_factory=dict)
+    """Entity → the mapper building the payload a write of it sends (DESIGN §2)."""
     default_api_version: str | None = None
     location: str = "http"
     """What an account's URL is: ``http`` (a public https URL) or ``directory`` (a local path)."""

@@ -10,7 +10,7 @@ import httpx
 from partnersync.auth.schemes import HeaderTokenAuth
 from partnersync.connectors.base import ConnectorSpec
 from partnersync.connectors.shopify.connector import DEFAULT_API_VERSION, ShopifyConnector
-from partnersync.connectors.shopify.mappers import IMPORT_MAPPERS
+from partnersync.connectors.shopify.mappers import EXPORT_MAPPERS, IMPORT_MAPPERS
 
 
 def access_token_auth(secrets: Mapping[str, str]) -> httpx.Auth:
@@ -31,6 +31,7 @@ SHOPIFY = ConnectorSpec(
     platform="shopify",
     connector=ShopifyConnector,
     mappers=IMPORT_MAPPERS,
+    export_mappers=EXPORT_MAPPERS,
     auth=access_token_auth,
     secret_fields=("access_token",),
     sandbox=_sandbox,

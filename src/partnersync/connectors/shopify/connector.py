@@ -46,7 +46,6 @@ from partnersync.connectors.shopify.cost import (
     largest_page,
     requested_cost,
 )
-from partnersync.connectors.shopify.mappers import product_set_input
 from partnersync.errors import (
     BadRequestError,
     BadResponseError,
@@ -55,7 +54,7 @@ from partnersync.errors import (
     RateLimitedError,
 )
 from partnersync.mapping.convert import to_utc
-from partnersync.mapping.model import Product, Shipment
+from partnersync.mapping.model import Shipment
 
 DEFAULT_API_VERSION = "2026-10"
 
@@ -370,11 +369,11 @@ class ShopifyConnector(Connector):
         )
 
     async def upsert_product(
-        self, product: Product, external_id: str | None, variant_ids: Mapping[str, str]
+        self, payload: Mapping[str, Any], external_id: str | None
     ) -> ProductWriteOutcome:
         """``productSet`` by id, or by handle for a new product (an upsert: a repeat is safe)."""
-        identifier = {"id": external_id} if external_id else {"handle": product.handle}
-        variables = {"input": product_set_input(product, variant_ids), "identifier": identifier}
+        identifier = {"id": external_id} if external_id else {"handle": payload.get("handle")}
+        variables = {"input": dict(payload), "identifier": identifier}
         data = await self._mutate(queries.PRODUCT_SET, variables, idempotent=False)
         payload = _accepted(data, "productSet")
         outcome = self._product_outcome(payload.get("product"))

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from partnersync.mapping.convert import to_decimal, to_int, to_optional_utc, to_utc, upper_to_lower
+from partnersync.mapping.export import ExportMapper
 from partnersync.mapping.mapper import Child, Direct, Mapper, Record, get_path, mapping
 from partnersync.mapping.model import (
     Address,
@@ -322,6 +323,19 @@ def product_set_input(product: Product, variant_ids: Mapping[str, str]) -> dict[
         fields["status"] = product.status.value.upper()
     return fields
 
+
+class ShopifyProductExportMapper(ExportMapper[Product]):
+    """Canonical product → ``ProductSetInput``; ``handles`` are variant ids by SKU."""
+
+    entity = "products"
+
+    def map(self, record: Product, handles: Mapping[str, str]) -> dict[str, Any]:
+        """The ``productSet`` input (variants Shopify already has keep their ids)."""
+        return product_set_input(record, handles)
+
+
+EXPORT_MAPPERS: dict[str, type[ExportMapper[Any]]] = {"products": ShopifyProductExportMapper}
+"""Entity → export mapper."""
 
 IMPORT_MAPPERS: dict[str, type[Mapper[Any]]] = {
     "products": ShopifyProductImportMapper,

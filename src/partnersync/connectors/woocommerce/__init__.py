@@ -10,7 +10,7 @@ import httpx
 from partnersync.auth.oauth1 import ConsumerKeyAuth
 from partnersync.connectors.base import ConnectorSpec
 from partnersync.connectors.woocommerce.connector import WooCommerceConnector
-from partnersync.connectors.woocommerce.mappers import IMPORT_MAPPERS
+from partnersync.connectors.woocommerce.mappers import EXPORT_MAPPERS, IMPORT_MAPPERS
 
 
 def consumer_key_auth(secrets: Mapping[str, str]) -> httpx.Auth:
@@ -39,6 +39,7 @@ WOOCOMMERCE = ConnectorSpec(
     platform="woocommerce",
     connector=WooCommerceConnector,
     mappers=IMPORT_MAPPERS,
+    export_mappers=EXPORT_MAPPERS,
     auth=consumer_key_auth,
     secret_fields=("consumer_key", "consumer_secret"),
     sandbox=_sandbox,

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from partnersync.connectors.base import (
@@ -49,7 +48,7 @@ from partnersync.connectors.base import (
 )
 from partnersync.connectors.woocommerce.mappers import LOCATION, optional_gmt, stock_handle
 from partnersync.errors import BadRequestError, BadResponseError, CapabilityError
-from partnersync.mapping.model import Money, Product, Shipment
+from partnersync.mapping.model import Shipment
 
 API_PATH = "/wp-json/wc/v3"
 MAX_PER_PAGE = 100
@@ -263,29 +262,17 @@ class WooCommerceConnector(Connector):
         return InventoryWriteOutcome(applied=not rejected, rejected=rejected)
 
     async def upsert_product(
-        self, product: Product, external_id: str | None, variant_ids: Mapping[str, str]
+        self, payload: Mapping[str, Any], external_id: str | None
     ) -> ProductWriteOutcome:
-        """Update an existing product and its variations' prices via the batch endpoints."""
+        """Update an existing product, then its variations, through the batch endpoints
+        (``payload`` from :class:`WooProductExportMapper`)."""
         if not external_id:
             raise CapabilityError("creating WooCommerce products is not supported")
-        fields: dict[str, Any] = {"id": int(external_id), "name": product.title}
-        if product.status is not None:
-            fields["status"] = _WOO_STATUS[product.status.value]
-        if product.description_html is not None:
-            fields["description"] = product.description_html
-        by_sku = {v.sku: v for v in product.variants if v.sku}
-        variation_updates = []
-        for sku, variant in by_sku.items():
-            variant_id = variant_ids.get(sku)
-            prices = _woo_prices(variant.price.amount, variant.compare_at_price)
-            if variant_id == external_id:  # a simple product is its own single variant
-                fields.update(prices)
-            elif variant_id:
-                variation_updates.append({"id": int(variant_id), **prices})
-        await self._batch_update("/products/batch", [fields])
-        if variation_updates:
-            await self._batch_update(f"/products/{external_id}/variations/batch", variation_updates)
-        return ProductWriteOutcome(external_id=external_id, variant_ids=dict(variant_ids))
+        await self._batch_update("/products/batch", [dict(payload["product"])])
+        variations = list(payload.get("variations") or [])
+        if variations:
+            await self._batch_update(f"/products/{external_id}/variations/batch", variations)
+        return ProductWriteOutcome(external_id=external_id)
 
     async def _batch_update(self, path: str, items: list[dict[str, Any]]) -> None:
         for start in range(0, len(items), MAX_BATCH):
@@ -332,19 +319,3 @@ class WooCommerceConnector(Connector):
             idempotent=False,
         )
         return str((note or {}).get("id"))
-
-
-_WOO_STATUS = {"active": "publish", "draft": "draft", "archived": "draft", "unlisted": "private"}
-
-
-def _woo_prices(price: Decimal, compare_at: Money | None) -> dict[str, str]:
-    """Canonical price (and the struck-through one) as WooCommerce's regular and sale price."""
-    if compare_at is not None and compare_at.amount > price:
-        return {"regular_price": _decimal(compare_at.amount), "sale_price": _decimal(price)}
-    return {"regular_price": _decimal(price), "sale_price": ""}
-
-
-def _decimal(amount: Decimal) -> str:
-    """A price as the store writes it: two decimals unless it has more."""
-    cents = amount.quantize(Decimal("0.01"))
-    return f"{cents:.2f}" if cents == amount else format(amount, "f")

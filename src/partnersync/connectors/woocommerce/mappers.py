@@ -7,11 +7,13 @@ local time and never used. Prices are decimal strings in the store currency (lin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from partnersync.mapping.convert import to_decimal, to_int
+from partnersync.mapping.export import SELF, ExportMapper
 from partnersync.mapping.mapper import Child, Direct, Mapper, Record, mapping
 from partnersync.mapping.model import (
     Address,
@@ -20,6 +22,7 @@ from partnersync.mapping.model import (
     FulfillmentStatus,
     InventoryLevel,
     LineItem,
+    Money,
     Order,
     Product,
     ProductOption,
@@ -316,6 +319,55 @@ class WooOrderImportMapper(Mapper[Order]):
             "billing_address": _address(billing),
         }
 
+
+_WOO_STATUS = {"active": "publish", "draft": "draft", "archived": "draft", "unlisted": "private"}
+
+
+def _decimal(amount: Decimal) -> str:
+    """A price as the store writes it: two decimals unless it has more."""
+    cents = amount.quantize(Decimal("0.01"))
+    return f"{cents:.2f}" if cents == amount else format(amount, "f")
+
+
+def _woo_prices(price: Decimal, compare_at: Money | None) -> dict[str, str]:
+    """Canonical price (and the struck-through one) as WooCommerce's regular and sale price."""
+    if compare_at is not None and compare_at.amount > price:
+        return {"regular_price": _decimal(compare_at.amount), "sale_price": _decimal(price)}
+    return {"regular_price": _decimal(price), "sale_price": ""}
+
+
+class WooProductExportMapper(ExportMapper[Product]):
+    """Canonical product → a product update and its variations' updates (batch objects).
+
+    ``handles``: variation ids by SKU, and the product's own id under ``SELF`` (a simple
+    product is its own single variant). Tags and categories are not written.
+    """
+
+    entity = "products"
+
+    def map(self, record: Product, handles: Mapping[str, str]) -> dict[str, Any]:
+        """``{"product": {...}, "variations": [{...}, ...]}``."""
+        product_id = handles.get(SELF)
+        if not product_id:
+            raise ValueError("a WooCommerce product update needs the product's id")
+        fields: dict[str, Any] = {"id": int(product_id), "name": record.title}
+        if record.status is not None:
+            fields["status"] = _WOO_STATUS[record.status.value]
+        if record.description_html is not None:
+            fields["description"] = record.description_html
+        variations = []
+        for variant in record.variants:
+            variant_id = handles.get(variant.sku or "")
+            prices = _woo_prices(variant.price.amount, variant.compare_at_price)
+            if variant_id == product_id:
+                fields.update(prices)
+            elif variant_id:
+                variations.append({"id": int(variant_id), **prices})
+        return {"product": fields, "variations": variations}
+
+
+EXPORT_MAPPERS: dict[str, type[ExportMapper[Any]]] = {"products": WooProductExportMapper}
+"""Entity → export mapper."""
 
 IMPORT_MAPPERS: dict[str, type[Mapper[Any]]] = {
     "products": WooProductImportMapper,

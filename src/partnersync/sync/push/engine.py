@@ -22,6 +22,7 @@ import anyio
 from partnersync.clock import Clock, SystemClock
 from partnersync.connectors.base import Connector, Writer
 from partnersync.errors import Action, ConfigError, ConnectorError, PartnersyncError
+from partnersync.mapping.export import ExportMapper
 from partnersync.mapping.mapper import Mapper
 from partnersync.sync.push.plan import (
     MassChangeError,
@@ -72,8 +73,10 @@ class PushRun:
         options: PushOptions,
         summary: PushSummary,
         target_mapper: type[Mapper[Any]] | None,
+        export_mapper: type[ExportMapper[Any]] | None = None,
     ) -> None:
         self.engine = engine
+        self.export_mapper = export_mapper
         self.store = engine.store
         self.connector = connector
         self.plan = plan
@@ -201,8 +204,13 @@ class PushEngine:
         options: PushOptions,
         *,
         target_mapper: type[Mapper[Any]] | None = None,
+        export_mapper: type[ExportMapper[Any]] | None = None,
     ) -> PushSummary:
-        """Plan, guard, then send; a dry run stops after the plan and writes nothing."""
+        """Plan, guard, then send; a dry run stops after the plan and writes nothing.
+
+        ``target_mapper`` reads levels re-read after a stale compare; ``export_mapper`` (from
+        the target's spec) builds the payloads of writes that carry one.
+        """
         target = connector.account.name
         exporter = self.exporter(connector, entity)
         if (
@@ -223,7 +231,7 @@ class PushEngine:
             await self._db(self.store.runs.finish, run_id, status="succeeded", cursor_after=None)
             return summary
         before = connector.requests_sent
-        push = PushRun(self, connector, plan, options, summary, target_mapper)
+        push = PushRun(self, connector, plan, options, summary, target_mapper, export_mapper)
         try:
             await exporter.send(push)
         except PartnersyncError as exc:

@@ -23,7 +23,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from partnersync.errors import Action, ConnectorError
+from partnersync.errors import Action, ConfigError, ConnectorError
+from partnersync.mapping.export import SELF
+from partnersync.mapping.mapper import MapContext
 from partnersync.mapping.model import Product
 from partnersync.sync.push.engine import Exporter, PushRun, exporter
 from partnersync.sync.push.plan import (
@@ -457,5 +459,12 @@ class ProductExporter(Exporter):
             if found is not None:  # the create landed before its answer was lost
                 external_id = found.external_id
                 variant_ids = {**found.variant_ids, **variant_ids}
-        outcome = await push.connector.upsert_product(product, external_id, variant_ids)
+        if push.export_mapper is None:
+            raise ConfigError(f"the {push.connector.platform} connector declares no product export")
+        context = MapContext(
+            push.target, push.connector.platform, push.connector.mapping_settings()
+        )
+        handles = {**variant_ids, **({SELF: external_id} if external_id else {})}
+        payload = push.export_mapper(context).map(product, handles)
+        outcome = await push.connector.upsert_product(payload, external_id)
         return outcome.external_id
