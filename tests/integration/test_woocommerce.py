@@ -340,3 +340,39 @@ async def test_records_changed_during_a_walk_are_not_lost(tmp_path: Path, vault:
         held = {r.external_id: r.data["title"] for r in service.store.records.of("woo", "products")}
         assert held == {str(i): p["name"] for i, p in busy.data.products.items()}
         service.close()
+
+
+async def test_a_store_with_shipment_tracking_gets_a_tracking_item_not_a_note(
+    tmp_path: Path, vault: Vault, drop: FileSandbox
+) -> None:
+    with WooCommerceSandbox(shipment_tracking=True) as store:
+        service = hub(tmp_path / "p", vault)
+        add_store(service, "woo", store)
+        add_files(service, "erp", drop)
+        order = next(o for o in store.data.orders.values() if o["status"] == "processing")
+        drop.write(
+            "fulfillments/s.csv",
+            [
+                {
+                    "order": f"#{order['number']}",
+                    "carrier": "DHL",
+                    "tracking_number": "JD0001",
+                    "tracking_url": "https://track.example/%1$s",
+                }
+            ],
+        )
+        await service.pull("erp", "fulfillments")
+        store.faults.drop("create_tracking")  # the item is created, its answer lost
+
+        first = await service.push("woo", "fulfillments", PushOptions(sources=("erp",)))
+
+        assert first.status == "succeeded", (first.error, first.plan.problems)
+        [item] = store.trackings[order["id"]]
+        assert (item["tracking_provider"], item["tracking_number"]) == ("DHL", "JD0001")
+        assert item["tracking_link"] == "https://track.example/JD0001"
+        assert store.data.notes[order["id"]] == []
+        assert order["status"] == "completed"
+        again = await service.push("woo", "fulfillments", PushOptions(sources=("erp",)))
+        assert again.plan.writes == []
+        assert len(store.trackings[order["id"]]) == 1
+        service.close()

@@ -41,6 +41,8 @@ import orjson
 from partnersync.sandbox.framework import DROP, Reply, Sandbox, json_reply
 
 PREFIX = "/wp-json/wc/v3"
+TRACKING_PREFIX = "/wp-json/wc-shipment-tracking/v3"
+"""The Shipment Tracking extension's namespace (served when the store has the extension)."""
 SITE_OFFSET = timedelta(hours=8)  # the site's time zone: Asia/Shanghai
 MAX_PER_PAGE = 100
 MAX_BATCH = 100
@@ -313,6 +315,7 @@ class WooCommerceSandbox(Sandbox):
         consumer_secret: str = "cs_sandbox",
         throttle_every: int = 0,
         retry_after: float = 1.0,
+        shipment_tracking: bool = False,
         port: int = 0,
         log_path: Any = None,
         data: WooCommerceData | None = None,
@@ -323,6 +326,8 @@ class WooCommerceSandbox(Sandbox):
         self.consumer_secret = consumer_secret
         self.throttle_every = throttle_every
         self.retry_after = retry_after
+        self.shipment_tracking = shipment_tracking
+        self.trackings: dict[int, list[dict[str, Any]]] = {}
         self.data = data or WooCommerceData(**data_options)
         self._nonces: dict[str, float] = {}
         self._served = 0
@@ -356,7 +361,8 @@ class WooCommerceSandbox(Sandbox):
         body: bytes,
         entry: dict[str, Any],
     ) -> Reply:
-        if not path.startswith(PREFIX):
+        tracking = path.startswith(TRACKING_PREFIX)
+        if not path.startswith(PREFIX) and not (tracking and self.shipment_tracking):
             return _error(404, "rest_no_route", "No route was found matching the URL.")
         refused = self._authenticate(method, path, query, headers)
         if refused is not None:
@@ -366,7 +372,9 @@ class WooCommerceSandbox(Sandbox):
             entry["throttled"] = True
             reply = _error(429, "too_many_requests", "Too many requests.")
             return reply[0], {**reply[1], "Retry-After": f"{self.retry_after:g}"}, reply[2]
-        route = path[len(PREFIX) :].strip("/").split("/")
+        route = path[len(TRACKING_PREFIX if tracking else PREFIX) :].strip("/").split("/")
+        if tracking:
+            route = ["tracking", *route]
         try:
             payload = orjson.loads(body) if body else {}
         except orjson.JSONDecodeError:
@@ -433,6 +441,33 @@ class WooCommerceSandbox(Sandbox):
     ) -> Reply:
         data = self.data
         match method, route:
+            case "GET", ["tracking", "orders", order_id, "shipment-trackings"]:
+                entry["op"] = "list_trackings"
+                if int(order_id) not in data.orders:
+                    return _error(404, "woocommerce_rest_shop_order_invalid_id", "Invalid ID.")
+                return json_reply(200, self.trackings.get(int(order_id), []))
+            case "POST", ["tracking", "orders", order_id, "shipment-trackings"]:
+                entry.update(op="create_tracking", write=True)
+                if int(order_id) not in data.orders:
+                    return _error(404, "woocommerce_rest_shop_order_invalid_id", "Invalid ID.")
+                if not payload.get("tracking_number"):
+                    return _error(
+                        400, "rest_missing_callback_param", "Missing parameter(s): tracking_number"
+                    )
+                link = str(payload.get("custom_tracking_link") or "")
+                item = {
+                    "tracking_id": f"{data.new_id():032x}",
+                    "tracking_provider": payload.get("tracking_provider")
+                    or payload.get("custom_tracking_provider")
+                    or "",
+                    "tracking_link": link.replace("%1$s", str(payload["tracking_number"])),
+                    "tracking_number": str(payload["tracking_number"]),
+                    "date_shipped": payload.get("date_shipped") or data.now().date().isoformat(),
+                }
+                self.trackings.setdefault(int(order_id), []).append(item)
+                if self.faults.take_drop("create_tracking"):
+                    return DROP
+                return json_reply(201, item)
             case "GET", ["data", "currencies", "current"]:
                 entry["op"] = "currency"
                 return json_reply(

@@ -17,9 +17,12 @@ with sources in ``shared/platforms/woocommerce.md``):
   (≤ 100 objects per request) as absolute ``stock_quantity`` with ``manage_stock``: no
   compare-and-set and no idempotency keys exist, but an absolute set is safe to repeat. Batch
   items fail one by one (``{"id", "error"}``); the others land.
-* **Fulfilment** is the order set to ``completed`` plus a customer note carrying the carrier and
-  tracking number (the paid Shipment Tracking extension is not assumed); a lost answer is
-  verified by looking for the tracking number in the order's notes.
+* **Fulfilment** is the order set to ``completed`` plus the tracking: a tracking item of the
+  Shipment Tracking extension where the store has it (``POST /wp-json/wc-shipment-tracking/v3/
+  orders/<id>/shipment-trackings`` with a custom provider and link; found out by listing an
+  order's items, a store without the extension answers 404 ``rest_no_route``), else a customer
+  note carrying carrier and tracking number. A lost answer is verified by looking the tracking
+  number up (tracking items or notes) before anything is sent again.
 * **Auth**: HTTP Basic over HTTPS; OAuth 1.0a one-legged signatures over plain HTTP
   (:mod:`partnersync.auth.oauth1`). Errors are ``{"code", "message", "data": {"status"}}``; 429
   (hosts and plugins add rate limits) is honoured through ``Retry-After``.
@@ -47,10 +50,11 @@ from partnersync.connectors.base import (
     Writer,
 )
 from partnersync.connectors.woocommerce.mappers import LOCATION, optional_gmt, stock_handle
-from partnersync.errors import BadRequestError, BadResponseError, CapabilityError
+from partnersync.errors import BadRequestError, BadResponseError, CapabilityError, NotFoundError
 from partnersync.mapping.model import Shipment
 
 API_PATH = "/wp-json/wc/v3"
+TRACKING_PATH = "/wp-json/wc-shipment-tracking/v3"
 MAX_PER_PAGE = 100
 MAX_BATCH = 100
 ONE_SECOND = timedelta(seconds=1)
@@ -92,6 +96,8 @@ class WooCommerceConnector(Connector):
         self.per_page = min(int(account.options.get("page_size", MAX_PER_PAGE)), MAX_PER_PAGE)
         self.http = self.http_client(account.base_url.rstrip("/") + API_PATH)
         self._currency: str | None = None
+        self._tracking_root = account.base_url.rstrip("/") + TRACKING_PATH
+        self._has_tracking: bool | None = None
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -289,8 +295,29 @@ class WooCommerceConnector(Connector):
                         f"{error.get('message')}"
                     )
 
+    async def _trackings(self, order_external_id: str) -> list[dict[str, Any]] | None:
+        """The order's Shipment Tracking items, or None when the store lacks the extension."""
+        if self._has_tracking is False:
+            return None
+        url = f"{self._tracking_root}/orders/{order_external_id}/shipment-trackings"
+        try:
+            items = await self._get(url)
+        except NotFoundError as exc:
+            if "rest_no_route" not in str(exc):
+                raise
+            self._has_tracking = False
+            return None
+        self._has_tracking = True
+        return list(items) if isinstance(items, list) else []
+
     async def find_fulfillment(self, order_external_id: str, tracking_number: str) -> str | None:
-        """The order note that carries this tracking number, if any."""
+        """The tracking item (or else the order note) carrying this tracking number, if any."""
+        items = await self._trackings(order_external_id)
+        if items is not None:
+            for item in items:
+                if item.get("tracking_number") == tracking_number:
+                    return str(item["tracking_id"])
+            return None
         notes = await self._get(f"/orders/{order_external_id}/notes")
         for note in notes if isinstance(notes, list) else []:
             if tracking_number in str(note.get("note") or ""):
@@ -298,8 +325,8 @@ class WooCommerceConnector(Connector):
         return None
 
     async def create_fulfillment(self, order_external_id: str, shipment: Shipment) -> str:
-        """The order marked ``completed`` (safe to repeat), then a customer note with the
-        tracking (not safe to repeat: a lost answer is verified through the notes)."""
+        """The order marked ``completed`` (safe to repeat), then the tracking — an extension
+        tracking item or a customer note (not safe to repeat: verified after a lost answer)."""
         if shipment.lines:
             raise BadRequestError(
                 "WooCommerce has no partial fulfilments: a parcel with lines cannot be sent "
@@ -309,6 +336,18 @@ class WooCommerceConnector(Connector):
             "PUT", f"/orders/{order_external_id}", json={"status": "completed"}
         )
         carrier = shipment.carrier or "the carrier"
+        if await self._trackings(order_external_id) is not None:
+            _, item = await self.http.request_json(
+                "POST",
+                f"{self._tracking_root}/orders/{order_external_id}/shipment-trackings",
+                json={
+                    "tracking_number": shipment.tracking_number,
+                    "custom_tracking_provider": carrier,
+                    "custom_tracking_link": shipment.tracking_url or "",
+                },
+                idempotent=False,
+            )
+            return str((item or {}).get("tracking_id"))
         text = f"Shipped with {carrier}, tracking number {shipment.tracking_number}"
         if shipment.tracking_url:
             text += f" ({shipment.tracking_url})"
