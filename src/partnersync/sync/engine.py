@@ -25,7 +25,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import orjson
@@ -38,6 +38,9 @@ from partnersync.mapping.mapper import FieldOverride, MapContext, Mapper
 from partnersync.sync.store import DeadLetter, HubStore, MappedRecord, content_hash
 
 DEFAULT_OVERLAP = timedelta(seconds=120)
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class PullEngine:
         options = options or PullOptions()
         account = connector.account.name
         capability = connector.capabilities.require_pull(entity)
-        cursor_before = self.store.cursors.get(account, entity)
+        cursor_before = await self._db(self.store.cursors.get, account, entity)
         stored = parse_cursor(cursor_before)
         since: datetime | None
         if options.since is not None:
@@ -113,7 +116,8 @@ class PullEngine:
         else:
             since = stored - options.overlap
         run_started = self.clock.now()
-        run_id = self.store.runs.start(
+        run_id = await self._db(
+            self.store.runs.start,
             account=account,
             entity=entity,
             direction="pull",
@@ -173,14 +177,20 @@ class PullEngine:
                     on_page(progress)
             leftover = connector.requests_sent - requests_before
             if leftover:
-                self.store.runs.add_requests(run_id, leftover)
+                await self._db(self.store.runs.add_requests, run_id, leftover)
                 progress.requests += leftover
             if not capability.sorted_by_cursor:
                 cursor_after = run_started.isoformat()
-                self.store.cursors.put(account, entity, cursor_after, run_id)
+                await self._db(self.store.cursors.put, account, entity, cursor_after, run_id)
         except PartnersyncError as exc:
             error = f"{type(exc).__name__}: {exc}"
-            self.store.runs.finish(run_id, status="failed", cursor_after=cursor_after, error=error)
+            await self._db(
+                self.store.runs.finish,
+                run_id,
+                status="failed",
+                cursor_after=cursor_after,
+                error=error,
+            )
             return RunSummary(
                 run_id,
                 account,
@@ -195,13 +205,24 @@ class PullEngine:
         except Exception as exc:
             # A bug, not a platform or data problem: record the run as failed, then let it surface.
             error = f"internal error: {type(exc).__name__}: {exc}"
-            self.store.runs.finish(run_id, status="failed", cursor_after=cursor_after, error=error)
+            await self._db(
+                self.store.runs.finish,
+                run_id,
+                status="failed",
+                cursor_after=cursor_after,
+                error=error,
+            )
             raise
         status = "partial" if progress.dead_lettered else "succeeded"
-        self.store.runs.finish(run_id, status=status, cursor_after=cursor_after)
+        await self._db(self.store.runs.finish, run_id, status=status, cursor_after=cursor_after)
         return RunSummary(
             run_id, account, entity, status, since, cursor_before, cursor_after, progress
         )
+
+    @staticmethod
+    async def _db(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A store call in a worker thread: the event loop never waits on the database."""
+        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
 
     @staticmethod
     def _map_page(
