@@ -187,6 +187,10 @@ def capability_rows(specs: Sequence[ConnectorSpec]) -> list[dict[str, Any]]:
                     "entity": entity,
                     "pull": capability.pull,
                     "incremental": capability.pull and capability.incremental,
+                    "page_limit": capability.page_limit,
+                    "window_seconds": capability.window.total_seconds()
+                    if capability.window
+                    else None,
                     "push": sorted(writer.verbs) if writer else [],
                     "batch_limit": writer.batch_limit if writer else None,
                     "idempotency_keys": bool(writer and writer.idempotency_keys),

@@ -34,7 +34,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -86,10 +86,12 @@ class Writer:
 class EntityCapability:
     """What a connector can do with one entity.
 
-    ``sorted_by_cursor``: pages arrive in ascending ``cursor_field`` order, so the engine may
-    advance the cursor after each page; otherwise it advances once, at the end of the run, to
-    the run's start minus the overlap (DESIGN §4). ``writer``: how the entity is written, if it
-    can be.
+    How it is read (the stream): ``incremental`` by ``cursor_field``; ``sorted_by_cursor``:
+    pages arrive in ascending ``cursor_field`` order, so the engine may advance the cursor
+    after each page; otherwise it advances once, at the end of the run, to the run's start
+    minus the overlap (DESIGN §4); ``page_limit``: the most records one page may ask for;
+    ``window``: the longest time span one query may cover (walked window by window, each a
+    checkpoint). How it is written: ``writer``, if it can be.
     """
 
     entity: str
@@ -97,6 +99,8 @@ class EntityCapability:
     incremental: bool = True
     sorted_by_cursor: bool = True
     cursor_field: str = "updated_at"
+    page_limit: int | None = None
+    window: timedelta | None = None
     writer: Writer | None = None
 
     @property

@@ -108,12 +108,14 @@ class ShopifyConnector(Connector):
         EntityCapability(
             "products",
             sorted_by_cursor=True,
+            page_limit=MAX_PAGE_SIZE,
             # productSet upserts one product (by id, or by handle when new); no @idempotent.
             writer=Writer(frozenset({"create", "update"}), verified_by="handle"),
         ),
         EntityCapability(
             "inventory",
             sorted_by_cursor=False,
+            page_limit=MAX_PAGE_SIZE,
             # inventorySetQuantities: 250 quantities (the input-array limit), @idempotent(key:),
             # changeFromQuantity; all or none.
             writer=Writer(
@@ -124,7 +126,7 @@ class ShopifyConnector(Connector):
                 all_or_none=True,
             ),
         ),
-        EntityCapability("orders", sorted_by_cursor=True),
+        EntityCapability("orders", sorted_by_cursor=True, page_limit=MAX_PAGE_SIZE),
         EntityCapability(
             "fulfillments",
             pull=False,

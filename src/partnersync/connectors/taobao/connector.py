@@ -111,13 +111,14 @@ class TaobaoConnector(Connector):
 
     platform = "taobao"
     capabilities = Capabilities.of(
-        EntityCapability("products", sorted_by_cursor=True),
+        EntityCapability("products", sorted_by_cursor=True, page_limit=MAX_ITEM_PAGE),
         EntityCapability(
             "inventory",
             sorted_by_cursor=False,  # levels come with their items
+            page_limit=MAX_ITEM_PAGE,
             writer=Writer(frozenset({"update"}), batch_limit=MAX_SKUS_PER_CALL),
         ),
-        EntityCapability("orders", sorted_by_cursor=True),
+        EntityCapability("orders", sorted_by_cursor=True, page_limit=MAX_TRADE_PAGE, window=WINDOW),
     )
 
     def __init__(self, account: AccountInfo, **kwargs: Any) -> None:

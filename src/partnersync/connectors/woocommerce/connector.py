@@ -73,6 +73,7 @@ class WooCommerceConnector(Connector):
         EntityCapability(
             "products",
             sorted_by_cursor=True,
+            page_limit=MAX_PER_PAGE,
             # Updates only (names, status, prices), through the batch endpoints: an absolute
             # set is safe to repeat. Creating a WooCommerce product is not built.
             writer=Writer(frozenset({"update"})),
@@ -80,9 +81,10 @@ class WooCommerceConnector(Connector):
         EntityCapability(
             "inventory",
             sorted_by_cursor=False,  # levels come with their products; their own times vary
+            page_limit=MAX_PER_PAGE,
             writer=Writer(frozenset({"update"}), batch_limit=MAX_BATCH),
         ),
-        EntityCapability("orders", sorted_by_cursor=True),
+        EntityCapability("orders", sorted_by_cursor=True, page_limit=MAX_PER_PAGE),
         EntityCapability(
             "fulfillments",
             pull=False,
