@@ -21,13 +21,11 @@ The engine never sees a platform field name: it reads ``origin`` and the capabil
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio.to_thread
 import orjson
 
 from partnersync.clock import Clock, SystemClock
@@ -35,12 +33,10 @@ from partnersync.connectors.base import Connector, Page
 from partnersync.errors import MappingError, PartnersyncError
 from partnersync.failpoints import failpoint
 from partnersync.mapping.mapper import FieldOverride, MapContext, Mapper
+from partnersync.sync.offload import blocking
 from partnersync.sync.store import DeadLetter, HubStore, MappedRecord, content_hash
 
 DEFAULT_OVERLAP = timedelta(seconds=120)
-
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -106,7 +102,7 @@ class PullEngine:
         options = options or PullOptions()
         account = connector.account.name
         capability = connector.capabilities.require_pull(entity)
-        cursor_before = await self._db(self.store.cursors.get, account, entity)
+        cursor_before = await blocking(self.store.cursors.get, account, entity)
         stored = parse_cursor(cursor_before)
         since: datetime | None
         if options.since is not None:
@@ -116,7 +112,7 @@ class PullEngine:
         else:
             since = stored - options.overlap
         run_started = self.clock.now()
-        run_id = await self._db(
+        run_id = await blocking(
             self.store.runs.start,
             account=account,
             entity=entity,
@@ -150,7 +146,7 @@ class PullEngine:
                 failpoint("before_page_commit")
                 spent = connector.requests_sent - requests_before
                 requests_before = connector.requests_sent
-                commit = functools.partial(
+                outcome = await blocking(
                     self.store.records.commit_page,
                     run_id=run_id,
                     account=account,
@@ -162,7 +158,6 @@ class PullEngine:
                     out_of_window=out_of_window,
                     cursor=page_cursor,
                 )
-                outcome = await anyio.to_thread.run_sync(commit)
                 failpoint("after_page_commit")
                 if page_cursor is not None:
                     cursor_after = page_cursor
@@ -177,14 +172,14 @@ class PullEngine:
                     on_page(progress)
             leftover = connector.requests_sent - requests_before
             if leftover:
-                await self._db(self.store.runs.add_requests, run_id, leftover)
+                await blocking(self.store.runs.add_requests, run_id, leftover)
                 progress.requests += leftover
             if not capability.sorted_by_cursor:
                 cursor_after = run_started.isoformat()
-                await self._db(self.store.cursors.put, account, entity, cursor_after, run_id)
+                await blocking(self.store.cursors.put, account, entity, cursor_after, run_id)
         except PartnersyncError as exc:
             error = f"{type(exc).__name__}: {exc}"
-            await self._db(
+            await blocking(
                 self.store.runs.finish,
                 run_id,
                 status="failed",
@@ -205,7 +200,7 @@ class PullEngine:
         except Exception as exc:
             # A bug, not a platform or data problem: record the run as failed, then let it surface.
             error = f"internal error: {type(exc).__name__}: {exc}"
-            await self._db(
+            await blocking(
                 self.store.runs.finish,
                 run_id,
                 status="failed",
@@ -214,15 +209,10 @@ class PullEngine:
             )
             raise
         status = "partial" if progress.dead_lettered else "succeeded"
-        await self._db(self.store.runs.finish, run_id, status=status, cursor_after=cursor_after)
+        await blocking(self.store.runs.finish, run_id, status=status, cursor_after=cursor_after)
         return RunSummary(
             run_id, account, entity, status, since, cursor_before, cursor_after, progress
         )
-
-    @staticmethod
-    async def _db(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A store call in a worker thread: the event loop never waits on the database."""
-        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
 
     @staticmethod
     def _map_page(

@@ -12,18 +12,16 @@ makes it ``failed`` — never a silent success.
 
 from __future__ import annotations
 
-import functools
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
-
-import anyio
 
 from partnersync.clock import Clock, SystemClock
 from partnersync.connectors.base import Connector, Writer
 from partnersync.errors import Action, ConfigError, ConnectorError, PartnersyncError
 from partnersync.mapping.export import ExportMapper
 from partnersync.mapping.mapper import Mapper
+from partnersync.sync.offload import blocking
 from partnersync.sync.push.plan import (
     MassChangeError,
     PlannedWrite,
@@ -91,7 +89,7 @@ class PushRun:
 
     async def db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call in a worker thread: no database call blocks the event loop."""
-        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
+        return await blocking(call, *args, **kwargs)
 
     async def enqueue(self, writes: Sequence[PlannedWrite]) -> list[OutboxEntry]:
         """Outbox rows for ``writes``: a still-open row for the same content is reused (with its
@@ -122,15 +120,15 @@ class PushRun:
         """Dead-letter rows the platform refused, naming the record and the reason."""
         for entry in entries:
             label = entry.payload.get("_label")
-            reason = f"{label}: {reason}" if label and label not in reason else reason
-            await self.db(self.store.outbox.mark, [entry.id], "dead", error=reason)
+            named = f"{label}: {reason}" if label and label not in reason else reason
+            await self.db(self.store.outbox.mark, [entry.id], "dead", error=named)
             await self.db(
                 self.store.dead_letters.add_push,
                 run_id=self.summary.run_id,
                 target=self.plan.target,
                 entity=self.plan.entity,
                 entry=entry,
-                reason=reason,
+                reason=named,
                 error_class=error_class,
                 operation=operation,
             )
@@ -215,7 +213,7 @@ class PushEngine:
         exporter = self.exporter(connector, entity)
         if (
             exporter.reads is not None
-            and await self._db(self.store.cursors.get, target, exporter.reads) is None
+            and await blocking(self.store.cursors.get, target, exporter.reads) is None
         ):
             raise ConfigError(
                 f"{target}'s {exporter.reads} were never pulled: pull them first "
@@ -223,12 +221,12 @@ class PushEngine:
                 f"{target} holds"
             )
         await connector.prepare()
-        plan = await self._db(exporter.plan, target, options, connector.mapping_settings())
+        plan = await blocking(exporter.plan, target, options, connector.mapping_settings())
         self.guard(plan, options)
-        run_id = await self._db(self._open_run, plan, options)
+        run_id = await blocking(self._open_run, plan, options)
         summary = PushSummary(run_id, target, entity, "succeeded", plan)
         if options.dry_run:
-            await self._db(self.store.runs.finish, run_id, status="succeeded", cursor_after=None)
+            await blocking(self.store.runs.finish, run_id, status="succeeded", cursor_after=None)
             return summary
         before = connector.requests_sent
         push = PushRun(self, connector, plan, options, summary, target_mapper, export_mapper)
@@ -237,12 +235,8 @@ class PushEngine:
         except PartnersyncError as exc:
             summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"
         summary.requests = connector.requests_sent - before
-        await self._db(self._close_run, summary)
+        await blocking(self._close_run, summary)
         return summary
-
-    @staticmethod
-    async def _db(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
 
     def _open_run(self, plan: PushPlan, options: PushOptions) -> int:
         """Start the run; record conflicts, adoptions and problems; end rows no longer wanted."""
