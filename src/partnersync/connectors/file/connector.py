@@ -33,7 +33,7 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,39 +49,26 @@ from partnersync.connectors.base import (
     Page,
     Writer,
 )
+from partnersync.connectors.file.reading import (
+    UnreadableFileError,
+    csv_rows,
+    decode,
+    jsonl_rows,
+)
 from partnersync.errors import ConfigError
 from partnersync.mapping.convert import to_utc
 
 ENTITY_DIRS = {"inventory": "inventory", "products": "products", "fulfillments": "fulfillments"}
 EXPORT_DIR = "orders-out"
+QUARANTINE_DIR = "quarantine"
+DEFAULT_MAX_STOCK = 1_000_000
+"""Stock above this (per SKU and location) is taken for a broken export: a dead letter."""
 CHUNK_ROWS = 1000
 
 
 def directory_of(account: AccountInfo) -> Path:
     """The account's directory (``file://`` prefix allowed)."""
     return Path(account.base_url.removeprefix("file://")).expanduser()
-
-
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) pairs of a CSV (header on line 1) or JSONL file."""
-    if path.suffix == ".jsonl":
-        with path.open("rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    value = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    value = {"_invalid": line.decode("utf-8", "replace").strip()}
-                yield number, value if isinstance(value, dict) else {"_invalid": repr(value)}
-        return
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        for number, row in enumerate(reader, start=2):
-            yield (
-                number,
-                {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k},
-            )
 
 
 class FileConnector(Connector):
@@ -108,6 +95,10 @@ class FileConnector(Connector):
         if self.export_format not in ("jsonl", "csv"):
             raise ConfigError(f"{account.name}: export_format must be jsonl or csv")
         self.files_read = 0
+        self.encoding = (
+            str(account.options["encoding"]) if account.options.get("encoding") else None
+        )
+        self.max_stock = int(account.options.get("max_stock", DEFAULT_MAX_STOCK))
 
     @property
     def requests_sent(self) -> int:
@@ -119,6 +110,10 @@ class FileConnector(Connector):
         if not self.root.is_dir():
             raise ConfigError(f"{self.account.name}: {self.root} is not a directory")
         return f"directory {self.root}"
+
+    def mapping_settings(self) -> dict[str, Any]:
+        """The bound above which a stock count is refused (account option ``max_stock``)."""
+        return {"max_stock": self.max_stock}
 
     def record_source(self, entity: str, record: Mapping[str, Any]) -> str | None:
         """``file:line`` of the row (first row of a product)."""
@@ -164,8 +159,16 @@ class FileConnector(Connector):
     def _read_file(self, entity: str, path: Path) -> list[dict[str, Any]]:
         mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
         relative = str(path.relative_to(self.root))
+        try:
+            text, _ = decode(path.read_bytes(), self.encoding)
+        except UnreadableFileError as exc:
+            # Moved aside so it is reported once and blocks nothing; every other file goes on.
+            moved = self._quarantine(path)
+            reason = f"{relative}: {exc}; moved to {moved.relative_to(self.root)}"
+            return [{"_file": relative, "_line": 1, "_mtime": mtime, "_unreadable": reason}]
         rows = []
-        for line, row in _rows(path):
+        parsed = jsonl_rows(text, entity) if path.suffix == ".jsonl" else csv_rows(text, entity)
+        for line, row in parsed:
             row.update(_file=relative, _line=line, _mtime=mtime)
             rows.append(row)
         if entity == "products":
@@ -174,6 +177,19 @@ class FileConnector(Connector):
             return _group(rows, ("order", "tracking_number"), ("sku", "sku"))
         _mark_duplicates(rows, ("sku", "location"))
         return rows
+
+    @staticmethod
+    def _quarantine(path: Path) -> Path:
+        """Move an unreadable file into ``quarantine/`` beside it (never overwriting one)."""
+        folder = path.parent / QUARANTINE_DIR
+        folder.mkdir(exist_ok=True)
+        target = folder / path.name
+        number = 1
+        while target.exists():
+            number += 1
+            target = folder / f"{path.stem}.{number}{path.suffix}"
+        os.replace(path, target)
+        return target
 
     # -- push: order exports -------------------------------------------------------------
     def export_name(self, batch_key: str) -> str:

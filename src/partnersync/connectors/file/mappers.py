@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from partnersync.connectors.file.reading import spellings
 from partnersync.mapping.convert import to_decimal, to_int, to_utc
 from partnersync.mapping.mapper import Direct, Mapper, Record, mapping
 from partnersync.mapping.model import InventoryLevel, Product, Shipment
@@ -34,6 +35,24 @@ def origin_and_time(mapper: Mapper[Any], record: Record) -> dict[str, Any]:
     }
 
 
+def _reject_unreadable(record: Record) -> None:
+    """A file the connector could not read arrives as one record saying why."""
+    if record.get("_unreadable"):
+        raise ValueError(str(record["_unreadable"]))
+    if record.get("_invalid"):
+        raise ValueError(f"not a JSON object: {str(record['_invalid'])[:80]!r}")
+
+
+def _require_column(record: Record, entity: str, name: str) -> Any:
+    """The value of a column the file must have; its absence is named in the user's words."""
+    if name not in record:
+        raise ValueError(
+            f"column {spellings(entity, name)} is missing from {record.get('_file')}; "
+            f"its header is: {record.get('_header') or '(empty)'}"
+        )
+    return record[name]
+
+
 def _reject_duplicate(record: Record, what: str) -> None:
     if record.get("_duplicate_of"):
         raise ValueError(
@@ -50,12 +69,21 @@ def _strict_int(value: Any) -> int:
         raise ValueError(f"stock is not a whole number: {value!r}") from None
 
 
+def _stock(value: Any, bound: int) -> int:
+    """Whole units, never negative, never absurd (a broken export must not become a write)."""
+    count = _strict_int(value)
+    if count < 0:
+        raise ValueError(f"stock is negative: {count}")
+    if count > bound:
+        raise ValueError(f"stock {count} is above this account's max_stock ({bound})")
+    return count
+
+
 class FileInventoryImportMapper(Mapper[InventoryLevel]):
     """``sku, location, available[, updated_at]`` → :class:`InventoryLevel`."""
 
     model = InventoryLevel
     entity = "inventory"
-    direct = (Direct("location", "location_id"), Direct("location", "location_name"))
 
     def external_id(self, record: Record) -> str | None:
         """``SKU@location`` identifies a stock position."""
@@ -65,19 +93,30 @@ class FileInventoryImportMapper(Mapper[InventoryLevel]):
 
     @mapping("sku")
     def sku(self, record: Record) -> dict[str, Any]:
-        """The join key; a second row for it in the same file is refused."""
-        sku = record.get("sku")
-        if record.get("_invalid"):
-            raise ValueError(f"not a JSON object: {record['_invalid'][:80]!r}")
+        """The join key; a second row for it (and its location) in one file is refused."""
+        _reject_unreadable(record)
+        sku = _require_column(record, "inventory", "sku")
         if not sku:
             raise ValueError("sku is missing")
         _reject_duplicate(record, f"SKU {sku!r} at {record.get('location') or '(no location)'}")
         return {"sku": str(sku)}
 
+    @mapping("location_id", "location_name")
+    def location(self, record: Record) -> dict[str, Any]:
+        """The stock's location, as the file names it."""
+        _reject_unreadable(record)
+        location = _require_column(record, "inventory", "location")
+        if not location:
+            raise ValueError("location is empty")
+        return {"location_id": str(location), "location_name": str(location)}
+
     @mapping("available")
     def available(self, record: Record) -> dict[str, Any]:
-        """Whole units available to sell."""
-        return {"available": _strict_int(record.get("available"))}
+        """Whole units available to sell: never negative, at most the account's bound."""
+        _reject_unreadable(record)
+        value = _require_column(record, "inventory", "available")
+        bound = int(self.context.settings.get("max_stock") or 1_000_000)
+        return {"available": _stock(value, bound)}
 
     @mapping("origin", "updated_at")
     def origin(self, record: Record) -> dict[str, Any]:
@@ -95,6 +134,8 @@ class FileProductImportMapper(Mapper[Product]):
     @mapping("title", "handle", "status", "vendor", "product_type", "description_html", "tags")
     def header(self, record: Record) -> dict[str, Any]:
         """Product-level columns, taken from the first row that has them."""
+        _reject_unreadable(record)
+        _require_column(record, "products", "handle")
         rows = record.get("rows") or []
 
         def first(column: str) -> Any:
@@ -182,6 +223,8 @@ class FileShipmentImportMapper(Mapper[Shipment]):
     @mapping("tracking_number")
     def tracking(self, record: Record) -> dict[str, Any]:
         """Required; one shipment per (order, tracking number) in a file."""
+        _reject_unreadable(record)
+        _require_column(record, "fulfillments", "tracking_number")
         if not record.get("tracking_number"):
             raise ValueError("tracking_number is missing")
         return {"tracking_number": str(record["tracking_number"])}
@@ -189,6 +232,7 @@ class FileShipmentImportMapper(Mapper[Shipment]):
     @mapping("lines")
     def lines(self, record: Record) -> dict[str, Any]:
         """One line per row with a ``sku``; a parcel's rows all name one, or it has one row."""
+        _reject_unreadable(record)
         rows = record.get("rows") or [record]
         tracking = record.get("tracking_number")
         if len(rows) > 1 and any(not row.get("sku") for row in rows):
