@@ -110,6 +110,40 @@ class Partnersync:
             raise ConfigError(f"no {entity} record {external_id!r} from {account}")
         return record
 
+    def dismiss_dead_letter(self, letter_id: int) -> None:
+        """Close a dead letter without retrying it (StoreError if there is none)."""
+        self.store.dead_letters.get(letter_id)
+        self.store.dead_letters.resolve(letter_id)
+
+    def jobs(self) -> dict[str, dict[str, Any]]:
+        """The project file's jobs, as data."""
+        return {name: job.model_dump(mode="json") for name, job in self.project.config.jobs.items()}
+
+    def validate_job(self, name: str) -> JobConfig:
+        """Everything a job will touch, checked before its first request or write: the job,
+        its accounts, that each source can be pulled and each target can receive the entity,
+        and the sources' mapping overrides."""
+        job = self.project.config.jobs.get(name)
+        if job is None:
+            raise ConfigError(f"no job {name!r}; jobs: {sorted(self.project.config.jobs)}")
+        for account in [*job.sources, *job.targets]:
+            self.account(account)
+        for source in job.sources:
+            spec = self.registry.get(self.account(source)["platform"])
+            spec.connector.capabilities.require_pull(job.entity)
+            mapper = spec.mappers.get(job.entity)
+            overrides = self.project.account(source).mapping.get(job.entity)
+            if mapper is not None and overrides:
+                mapper(MapContext(source, spec.platform), overrides)  # refuses unknown fields
+        for target in job.targets:
+            spec = self.registry.get(self.account(target)["platform"])
+            capability = spec.connector.capabilities.entities.get(job.entity)
+            if capability is None or capability.writer is None:
+                raise ConfigError(
+                    f"job {name!r}: {target} ({spec.platform}) cannot receive {job.entity}"
+                )
+        return job
+
     def dead_letters(
         self, *, account: str | None = None, entity: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
@@ -312,11 +346,7 @@ class Partnersync:
     ) -> list[RunSummary | PushSummary]:
         """Pull the job's sources, refresh its targets, push to each target with the job's
         own settings."""
-        job = self.project.config.jobs.get(name)
-        if job is None:
-            raise ConfigError(f"no job {name!r}; jobs: {sorted(self.project.config.jobs)}")
-        for account in [*job.sources, *job.targets]:
-            self.account(account)  # every account exists before anything runs
+        job = self.validate_job(name)  # before anything runs
         results: list[RunSummary | PushSummary] = []
         if job.pull_sources:
             for source in job.sources:

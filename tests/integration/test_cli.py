@@ -108,8 +108,8 @@ def test_dead_letters_are_listed_with_record_field_and_reason(
     add_shop(cli, shop, typed_token=SHOP_TOKEN)
     order_id = sorted(shop.data.tables["orders"])[0]
     shop.data.update("orders", order_id, {"createdAt": "2026-02-30T00:00:00Z"})
-    [run] = json.loads(cli("sync", "pull", "shop", "orders", "--json").stdout)
-    assert run["status"] == "partial"
+    [run] = json.loads(cli("sync", "pull", "shop", "orders", "--json", expect=4).stdout)
+    assert run["status"] == "partial"  # exit code 4: partial, so cron and CI can tell
     [letter] = json.loads(cli("dlq", "list", "--json").stdout)
     assert (letter["external_id"], letter["field"]) == (order_id, "created_at")
     assert "ISO-8601" in letter["reason"]
@@ -210,3 +210,60 @@ def test_the_demo_runs_on_other_sandboxes(tmp_path: Path, platform: str, bad_rec
     assert "pushed again: 0 writes" in result.stdout
     exports = tmp_path / "partnersync-demo" / "drop" / "orders-out"
     assert len(list(exports.glob("orders-*.jsonl"))) == 1
+
+
+def test_since_in_the_users_words_and_errors_in_json(cli: Cli, shop: ShopifySandbox) -> None:
+    cli("init", str(cli.project))
+    add_shop(cli, shop)
+    for since in ("2026-11-01", "3d", "yesterday", "2026-11-01T08:00+08:00"):
+        [run] = json.loads(
+            cli("sync", "pull", "shop", "products", "--since", since, "--json").stdout
+        )
+        assert run["status"] == "succeeded"
+    bad = cli("sync", "pull", "shop", "products", "--since", "last week", "--json", expect=2)
+    assert json.loads(bad.stdout) == {
+        "error": bad.stderr.strip().removeprefix("error: "),
+        "kind": "ConfigError",
+        "exit_code": 2,
+    }
+    assert "--since takes an ISO date or time" in bad.stderr
+    both = cli("sync", "pull", "shop", "products", "--since", "3d", "--full", expect=2)
+    assert "--since and --full cannot go together" in both.stderr
+    assert "Traceback" not in "".join(cli.outputs)
+
+
+def test_a_job_with_an_unknown_target_writes_nothing(cli: Cli, shop: ShopifySandbox) -> None:
+    cli("init", str(cli.project))
+    with (cli.project / "partnersync.toml").open("a") as handle:
+        handle.write(
+            '\n[jobs.stock]\nentity = "inventory"\nsources = ["shop"]\n'
+            'targets = ["shop", "ghost"]\n'
+        )
+    add_shop(cli, shop)
+    shop.log.clear()
+    failed = cli("sync", "run", "stock", expect=2)
+    assert "no account named 'ghost'" in failed.stderr
+    assert shop.log.entries == []  # refused before the first request
+
+
+def test_findable_version_jobs_and_dismissed_dead_letters(cli: Cli, shop: ShopifySandbox) -> None:
+    assert cli("--version").stdout.startswith("partnersync ")
+    cli("init", str(cli.project))
+    with (cli.project / "partnersync.toml").open("a") as handle:
+        handle.write('\n[jobs.out]\nentity = "orders"\nsources = ["shop"]\ntargets = ["shop"]\n')
+    [job] = json.loads(cli("jobs", "list", "--json").stdout).values()
+    assert (job["entity"], job["sources"]) == ("orders", ["shop"])
+    wrong = cli(
+        *["accounts", "add", "x", "--platform", "shopify", "--url", shop.url, "--allow-loopback"],
+        *["--secret-env", "token=SHOP_TOKEN"],
+        expect=2,
+    )
+    assert "take the secret field(s) access_token, not token" in wrong.stderr
+    add_shop(cli, shop)
+    order_id = sorted(shop.data.tables["orders"])[0]
+    shop.data.update("orders", order_id, {"createdAt": "2026-02-30T00:00:00Z"})
+    cli("sync", "pull", "shop", "orders", expect=4)
+    [letter] = json.loads(cli("dlq", "list", "--json").stdout)
+    cli("dlq", "dismiss", str(letter["id"]))
+    assert json.loads(cli("dlq", "list", "--json").stdout) == []
+    assert "nothing to replay" in cli("dlq", "replay", "--all").stdout

@@ -12,6 +12,7 @@ import os
 import sys
 from datetime import datetime
 from decimal import Decimal
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,9 +35,9 @@ from partnersync.cli.render import (
     summary_table,
 )
 from partnersync.config import init_project, load_project
+from partnersync.config.times import parse_since
 from partnersync.errors import PartnersyncError
 from partnersync.logs import configure_logging
-from partnersync.mapping.convert import to_utc
 from partnersync.service import Partnersync, installed_connectors
 from partnersync.sync.engine import RunSummary
 from partnersync.sync.push import MassChangeError, PushSummary
@@ -54,6 +55,7 @@ runs_app = typer.Typer(help="Sync run history.", no_args_is_help=True)
 records_app = typer.Typer(help="Canonical records in the hub.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Records that could not be mapped.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Loopback fakes of partner platforms.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Jobs of the project file.", no_args_is_help=True)
 for sub, name in [
     (accounts_app, "accounts"),
     (sync_app, "sync"),
@@ -61,6 +63,7 @@ for sub, name in [
     (records_app, "records"),
     (dlq_app, "dlq"),
     (sandbox_app, "sandbox"),
+    (jobs_app, "jobs"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -79,9 +82,36 @@ class _State:
 state = _State()
 
 
-@app.callback()
-def _root(project: ProjectOption = None) -> None:
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_CODES = f"""Exit codes: {EXIT_OK} success; {EXIT_FAILED} a run failed; {EXIT_USAGE} usage or
+configuration error; {EXIT_INTERNAL} internal error (a bug: details in the log file);
+{EXIT_PARTIAL} partial (dead letters, or records a push could not place);
+{EXIT_INTERRUPTED} interrupted (committed pages are kept; run again to resume)."""
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"partnersync {metadata.version('partnersync')}")
+        raise typer.Exit()
+
+
+@app.callback(epilog=EXIT_CODES)
+def _root(
+    project: ProjectOption = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
     state.project_dir = project
+
+
+def exit_for(statuses: list[str]) -> None:
+    """Leave with the exit code the runs' statuses call for (see EXIT_CODES)."""
+    if "failed" in statuses:
+        raise typer.Exit(EXIT_FAILED)
+    if "partial" in statuses:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def open_service() -> Partnersync:
@@ -127,6 +157,12 @@ def accounts_add(
     service = open_service()
     spec = service.registry.get(platform)
     from_env = dict(item.split("=", 1) for item in secret_env or [])
+    unknown = sorted(set(from_env) - set(spec.secret_fields))
+    if unknown:
+        accepted = ", ".join(spec.secret_fields) or "none"
+        raise PartnersyncError(
+            f"{platform} accounts take the secret field(s) {accepted}, not {', '.join(unknown)}"
+        )
     secrets: dict[str, str] = {}
     for field in spec.secret_fields:
         if field in from_env:
@@ -221,13 +257,19 @@ def sync_pull(
         bool, typer.Option("--full", help="Re-read everything, ignoring the cursor.")
     ] = False,
     since: Annotated[
-        str | None, typer.Option(help="Start from this ISO-8601 time instead of the cursor.")
+        str | None,
+        typer.Option(
+            help="Start here instead of the cursor: 2026-11-01, 2026-11-01T08:00+08:00 (UTC "
+            "unless an offset is given), 12h, 3d, today or yesterday."
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Pull changes since the last checkpoint from a platform into the hub."""
+    if since is not None and full:
+        raise PartnersyncError("--since and --full cannot go together: --full re-reads everything")
+    start = parse_since(since) if since is not None else None
     service = open_service()
-    start = to_utc(since) if since else None
     entities = service.entities(account) if entity == "all" else [entity]
     results = [
         (
@@ -245,8 +287,7 @@ def sync_pull(
         for _, s in results:
             if s.error:
                 errors.print(f"[red]run {s.run_id} failed:[/] {s.error}")
-    if any(s.status == "failed" for _, s in results):
-        raise typer.Exit(1)
+    exit_for([s.status for _, s in results])
 
 
 @sync_app.command("push")
@@ -301,8 +342,7 @@ def sync_push(
         )
     else:
         print_push(summary, dry_run)
-    if summary.status == "failed":
-        raise typer.Exit(1)
+    exit_for([summary.status])
 
 
 @sync_app.command("run")
@@ -344,8 +384,7 @@ def sync_run(
             )
         for push in pushes:
             print_push(push, dry_run)
-    if any(r.status == "failed" for r in results):
-        raise typer.Exit(1)
+    exit_for([r.status for r in results])
 
 
 # -- runs, records, dead letters ------------------------------------------------------------
@@ -466,6 +505,38 @@ def dlq_replay(
         console.print(f"{letter_id:>6} {outcome}" if letter_id else outcome)
 
 
+@dlq_app.command("dismiss")
+def dlq_dismiss(
+    ids: Annotated[list[int], typer.Argument(help="Dead-letter ids (see dlq list).")],
+) -> None:
+    """Close dead letters without retrying them (a record you fixed elsewhere, or do not want)."""
+    service = open_service()
+    for letter_id in ids:
+        service.dismiss_dead_letter(letter_id)
+        console.print(f"{letter_id:>6} dismissed")
+
+
+# -- jobs -----------------------------------------------------------------------------------
+@jobs_app.command("list")
+def jobs_list(as_json: JsonOption = False) -> None:
+    """The jobs of the project file: what each moves, from where, to where."""
+    jobs = open_service().jobs()
+    if as_json:
+        emit_json(jobs)
+        return
+    table = Table("job", "entity", "sources", "targets", "buffer", "allocation")
+    for name, job in jobs.items():
+        table.add_row(
+            name,
+            job["entity"],
+            ", ".join(job["sources"]),
+            ", ".join(job["targets"]),
+            str(job["buffer"]),
+            str(job["allocation"]),
+        )
+    console.print(table)
+
+
 # -- connectors -----------------------------------------------------------------------------
 @app.command()
 def connectors(as_json: JsonOption = False) -> None:
@@ -532,17 +603,33 @@ def demo(
     run_demo(directory, console, platform)
 
 
+def _fail(message: str, kind: str, code: int) -> None:
+    """One line on stderr; with ``--json``, also a JSON error object on stdout."""
+    errors.print(message, highlight=False)
+    if "--json" in sys.argv[1:]:
+        typer.echo(
+            json.dumps({"error": message.split("] ", 1)[-1], "kind": kind, "exit_code": code})
+        )
+    sys.exit(code)
+
+
 def main() -> None:
-    """Console entry point: one clear line and a non-zero exit on errors."""
+    """Console entry point: one clear line and a documented exit code on errors."""
     try:
         app()
     except PartnersyncError as exc:
-        errors.print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
+        _fail(f"[red]error:[/] {exc}", type(exc).__name__, EXIT_USAGE)
+    except KeyboardInterrupt:
+        _fail(
+            "[yellow]interrupted:[/] pages already committed are kept; run the same command "
+            "again to resume from the last checkpoint",
+            "Interrupted",
+            EXIT_INTERRUPTED,
+        )
     except Exception as exc:
         logging.getLogger("partnersync").exception("internal error")
-        errors.print(
+        _fail(
             f"[red]internal error:[/] {type(exc).__name__}: {exc} (details in the log file)",
-            highlight=False,
+            type(exc).__name__,
+            EXIT_INTERNAL,
         )
-        sys.exit(3)
