@@ -110,6 +110,91 @@ class Partnersync:
             raise ConfigError(f"no {entity} record {external_id!r} from {account}")
         return record
 
+    def cursors(self) -> list[dict[str, Any]]:
+        """Every stored cursor."""
+        return self.store.cursors.every()
+
+    def reset_cursor(self, account: str, entity: str) -> None:
+        """Forget a cursor so the next pull reads everything; ConfigError if there is none."""
+        self.account(account)
+        if not self.store.cursors.reset(account, entity):
+            raise ConfigError(f"{account} has no {entity} cursor")
+
+    def account_details(self, name: str) -> dict[str, Any]:
+        """An account's settings and the names (never the values) of its secrets."""
+        account = self.account(name)
+        spec = self.registry.get(account["platform"])
+        return {**account, "secret_fields": list(spec.secret_fields)}
+
+    def config(self) -> dict[str, Any]:
+        """The project's settings as loaded (the database URL's password masked)."""
+        data = self.project.config.model_dump(mode="json")
+        url = self.project.database_url
+        if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+            scheme, rest = url.split("//", 1)
+            user = rest.split("@", 1)[0].split(":", 1)[0]
+            url = f"{scheme}//{user}:***@{rest.split('@', 1)[1]}"
+        return {
+            "project": str(self.project.root),
+            "database": url,
+            "key_file": str(self.project.key_file),
+            "log_file": str(self.project.log_file),
+            **data,
+        }
+
+    def list_records(
+        self, account: str, entity: str, *, search: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """An account's records of ``entity``: id and a summary, optionally matching text."""
+        self.account(account)
+        found = []
+        needle = search.lower() if search else None
+        for record in self.store.records.of(account, entity):
+            data = record.data
+            summary = " ".join(
+                str(data.get(k))
+                for k in ("sku", "location_name", "number", "title", "handle", "order_ref")
+                if data.get(k) not in (None, "")
+            )
+            if needle and needle not in f"{record.external_id} {summary}".lower():
+                continue
+            found.append({"external_id": record.external_id, "summary": summary})
+            if len(found) >= limit:
+                break
+        return found
+
+    async def preview_mapping(
+        self, account: str, entity: str, external_id: str | None = None
+    ) -> dict[str, Any]:
+        """A real record from the platform before and after mapping, with the account's
+        overrides applied and the source of each canonical field."""
+        connector, spec = self.connector(account)
+        connector.capabilities.require_pull(entity)
+        mapper_class = spec.mappers[entity]
+        async with connector:
+            raw: dict[str, Any] | None = None
+            async for page in connector.pull(entity):
+                for candidate in page.records:
+                    mapper = mapper_class(
+                        MapContext(account, connector.platform, connector.mapping_settings())
+                    )
+                    if external_id is None or mapper.external_id(candidate) == external_id:
+                        raw = candidate
+                        break
+                if raw is not None:
+                    break
+            if raw is None:
+                raise ConfigError(f"{account} has no {entity} record {external_id or ''}".strip())
+            context = MapContext(account, connector.platform, connector.mapping_settings())
+        overrides = self.project.account(account).mapping.get(entity)
+        result: dict[str, Any] = {"raw": raw, "sources": mapper_class.source_fields()}
+        try:
+            mapped = mapper_class(context, overrides).map(raw)
+            result["canonical"] = mapped.model_dump(mode="json")
+        except MappingError as exc:
+            result["error"] = {"field": exc.field, "reason": exc.reason}
+        return result
+
     def dismiss_dead_letter(self, letter_id: int) -> None:
         """Close a dead letter without retrying it (StoreError if there is none)."""
         self.store.dead_letters.get(letter_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -267,3 +268,55 @@ def test_findable_version_jobs_and_dismissed_dead_letters(cli: Cli, shop: Shopif
     cli("dlq", "dismiss", str(letter["id"]))
     assert json.loads(cli("dlq", "list", "--json").stdout) == []
     assert "nothing to replay" in cli("dlq", "replay", "--all").stdout
+
+
+def test_everything_is_findable_from_the_command_line(
+    cli: Cli, shop: ShopifySandbox, tmp_path: Path
+) -> None:
+    cli("init", str(cli.project))
+    add_shop(cli, shop)
+    project = str(cli.project)
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        # -p after the subcommand, as people type it
+        result = subprocess.run(
+            [sys.executable, "-m", "partnersync", *args, "-p", project],
+            env={**os.environ, "SHOP_TOKEN": SHOP_TOKEN},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == expect, (result.stdout, result.stderr)
+        return result
+
+    run("sync", "pull", "shop", "products")
+    account = json.loads(run("accounts", "show", "shop", "--json").stdout)
+    assert account["secret_fields"] == ["access_token"]
+    assert SHOP_TOKEN not in json.dumps(account)
+    settings = json.loads(run("config", "show", "--json").stdout)
+    assert settings["project"] == project
+    [cursor] = json.loads(run("cursors", "show", "--json").stdout)
+    assert (cursor["account"], cursor["entity"]) == ("shop", "products")
+    product = next(iter(shop.data.tables["products"].values()))
+    listed = json.loads(
+        run("records", "list", "shop", "products", "--search", product["handle"], "--json").stdout
+    )
+    assert [r["external_id"] for r in listed] == [product["id"]]
+    preview = json.loads(
+        run("mapping", "preview", "shop", "products", product["id"], "--json").stdout
+    )
+    assert preview["raw"]["id"] == product["id"]
+    assert preview["canonical"]["title"] == product["title"]
+    assert preview["sources"]["title"] == ["title"]
+    run("cursors", "reset", "shop", "products")
+    assert json.loads(run("cursors", "show", "--json").stdout) == []
+    assert "no orders cursor" in run("cursors", "reset", "shop", "orders", expect=2).stderr
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        taken = run("sandbox", "serve", "--port", port, expect=2)
+    assert "cannot serve on 127.0.0.1" in taken.stderr
+    assert "Traceback" not in taken.stderr

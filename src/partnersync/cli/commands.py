@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from datetime import datetime
 from decimal import Decimal
@@ -47,7 +48,7 @@ app = typer.Typer(
     help="Keep a brand's products, inventory and orders in step with partner platforms.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 accounts_app = typer.Typer(help="Wire platform accounts.", no_args_is_help=True)
 sync_app = typer.Typer(help="Move data between platforms and the hub.", no_args_is_help=True)
@@ -56,6 +57,9 @@ records_app = typer.Typer(help="Canonical records in the hub.", no_args_is_help=
 dlq_app = typer.Typer(help="Records that could not be mapped.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Loopback fakes of partner platforms.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Jobs of the project file.", no_args_is_help=True)
+cursors_app = typer.Typer(help="Where incremental pulls start.", no_args_is_help=True)
+config_app = typer.Typer(help="The project's settings.", no_args_is_help=True)
+mapping_app = typer.Typer(help="How platform records map.", no_args_is_help=True)
 for sub, name in [
     (accounts_app, "accounts"),
     (sync_app, "sync"),
@@ -64,6 +68,9 @@ for sub, name in [
     (dlq_app, "dlq"),
     (sandbox_app, "sandbox"),
     (jobs_app, "jobs"),
+    (cursors_app, "cursors"),
+    (config_app, "config"),
+    (mapping_app, "mapping"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -213,6 +220,19 @@ def accounts_list(as_json: JsonOption = False) -> None:
         table.add_row(
             account["name"], account["platform"], account["base_url"], account["api_version"] or ""
         )
+    console.print(table)
+
+
+@accounts_app.command("show")
+def accounts_show(name: str, as_json: JsonOption = False) -> None:
+    """An account's settings and the names of its secrets (never their values)."""
+    details = open_service().account_details(name)
+    if as_json:
+        emit_json(details)
+        return
+    table = Table("field", "value", show_header=False)
+    for key, value in details.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
     console.print(table)
 
 
@@ -449,6 +469,27 @@ def runs_show(run_id: int, as_json: JsonOption = False) -> None:
         )
 
 
+@records_app.command("list")
+def records_list(
+    account: str,
+    entity: str,
+    search: Annotated[
+        str | None, typer.Option(help="Only records whose id or summary match.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """An account's records: external id and a summary (find ids for records show)."""
+    found = open_service().list_records(account, entity, search=search, limit=limit)
+    if as_json:
+        emit_json(found)
+        return
+    table = Table("external id", "summary")
+    for row in found:
+        table.add_row(row["external_id"], row["summary"])
+    console.print(table)
+
+
 @records_app.command("show")
 def records_show(account: str, entity: str, external_id: str, as_json: JsonOption = False) -> None:
     """A canonical record by its platform id."""
@@ -516,6 +557,69 @@ def dlq_dismiss(
         console.print(f"{letter_id:>6} dismissed")
 
 
+# -- cursors, config and mapping -----------------------------------------------------------
+@cursors_app.command("show")
+def cursors_show(as_json: JsonOption = False) -> None:
+    """Where each account's next incremental pull starts."""
+    rows = open_service().cursors()
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("account", "entity", "cursor", "moved at", "run")
+    for row in rows:
+        table.add_row(
+            row["account"], row["entity"], row["value"], row["updated_at"], str(row["run_id"])
+        )
+    console.print(table)
+
+
+@cursors_app.command("reset")
+def cursors_reset(account: str, entity: str) -> None:
+    """Forget a cursor: the next pull of ACCOUNT ENTITY reads everything."""
+    open_service().reset_cursor(account, entity)
+    console.print(f"{account}/{entity}: cursor reset; the next pull reads everything")
+
+
+@config_app.command("show")
+def config_show(as_json: JsonOption = False) -> None:
+    """The project's settings as loaded (no secrets: those live encrypted in the hub)."""
+    settings = open_service().config()
+    if as_json:
+        emit_json(settings)
+    else:
+        console.print_json(json.dumps(settings, default=str))
+
+
+@mapping_app.command("preview")
+def mapping_preview(
+    account: str,
+    entity: str,
+    external_id: Annotated[
+        str | None, typer.Argument(help="A record id; default: the first.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A real record from the platform before and after mapping (with this account's overrides)
+    and the source fields of each canonical field."""
+    preview = anyio.run(lambda: open_service().preview_mapping(account, entity, external_id))
+    if as_json:
+        emit_json(preview)
+        return
+    console.print("[bold]platform record[/]")
+    console.print_json(json.dumps(preview["raw"], default=str))
+    if "error" in preview:
+        errors.print(
+            f"[red]does not map:[/] field {preview['error']['field']}: {preview['error']['reason']}"
+        )
+        return
+    console.print("[bold]canonical record[/]")
+    console.print_json(json.dumps(preview["canonical"], default=str))
+    table = Table("canonical field", "from")
+    for target, sources in preview["sources"].items():
+        table.add_row(target, ", ".join(sources))
+    console.print(table)
+
+
 # -- jobs -----------------------------------------------------------------------------------
 @jobs_app.command("list")
 def jobs_list(as_json: JsonOption = False) -> None:
@@ -579,7 +683,13 @@ def sandbox_serve(
 
 
 def _announce_and_serve(sandbox: Any) -> None:
-    sandbox.start()
+    try:
+        sandbox.start()
+    except OSError as exc:
+        raise PartnersyncError(
+            f"cannot serve on 127.0.0.1:{sandbox.port}: {exc.strerror or exc} (pick another "
+            "--port, or 0 for any free one)"
+        ) from None
     console.print(f"serving {sandbox.url}")
     try:
         while True:
@@ -613,19 +723,47 @@ def _fail(message: str, kind: str, code: int) -> None:
     sys.exit(code)
 
 
+def _project_first(argv: list[str]) -> list[str]:
+    """``-p/--project DIR`` accepted anywhere on the line (typer wants it before the command)."""
+    rest: list[str] = []
+    found: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg in ("-p", "--project") and index + 1 < len(argv):
+            found = [arg, argv[index + 1]]
+            index += 2
+            continue
+        if arg.startswith("--project="):
+            found = [arg]
+        else:
+            rest.append(arg)
+        index += 1
+    return found + rest
+
+
 def main() -> None:
     """Console entry point: one clear line and a documented exit code on errors."""
+    interrupted = []
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        interrupted.append(signum)  # typer reports Ctrl-C as exit 1: remember it was one
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_interrupt)
     try:
-        app()
+        app(args=_project_first(sys.argv[1:]), prog_name="partnersync")
+    except SystemExit:
+        if interrupted:
+            _fail(
+                "[yellow]interrupted:[/] pages already committed are kept; run the same "
+                "command again to resume from the last checkpoint",
+                "Interrupted",
+                EXIT_INTERRUPTED,
+            )
+        raise
     except PartnersyncError as exc:
         _fail(f"[red]error:[/] {exc}", type(exc).__name__, EXIT_USAGE)
-    except KeyboardInterrupt:
-        _fail(
-            "[yellow]interrupted:[/] pages already committed are kept; run the same command "
-            "again to resume from the last checkpoint",
-            "Interrupted",
-            EXIT_INTERRUPTED,
-        )
     except Exception as exc:
         logging.getLogger("partnersync").exception("internal error")
         _fail(

@@ -4,6 +4,8 @@ no service calls: what is shown is handed in."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -17,8 +19,10 @@ from partnersync.connectors.base import ConnectorSpec
 from partnersync.sync.engine import PullProgress, RunSummary
 from partnersync.sync.push import PushPlan, PushSummary
 
-console = Console()
-errors = Console(stderr=True)
+# Outside a terminal (cron, CI, a pipe) rich would cut tables at 80 columns: use a wide page.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+console = Console(width=_WIDTH)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else _WIDTH)
 
 
 def emit_json(data: Any) -> None:

@@ -112,6 +112,22 @@ class CursorRepository(Repository):
             ).scalar_one_or_none()
         return value
 
+    def every(self) -> list[dict[str, Any]]:
+        """Every cursor: account, entity, value, when it moved and by which run."""
+        with self.uow.transaction() as connection:
+            rows = connection.execute(
+                select(_cursors).order_by(_cursors.c.account, _cursors.c.entity)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def reset(self, account: str, entity: str) -> bool:
+        """Forget a cursor (the next pull reads everything); False if there was none."""
+        with self.uow.transaction() as connection:
+            result = connection.execute(
+                _cursors.delete().where(_cursors.c.account == account, _cursors.c.entity == entity)
+            )
+        return bool(result.rowcount)
+
     def put(self, account: str, entity: str, value: str, run_id: int) -> None:
         """Store a cursor on its own (end-of-run checkpoints)."""
         with self.uow.transaction() as connection:
