@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+
+from partnersync.errors import ConfigError
 
 
 class RedactingFilter(logging.Filter):
@@ -33,8 +36,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(log_file: Path, level: int = logging.INFO) -> RedactingFilter:
-    """Send partnersync's (and httpx's) logs to ``log_file``; returns the redaction filter."""
+LEVEL_ENV = "PARTNERSYNC_LOG_LEVEL"
+
+
+def configure_logging(log_file: Path, level: int | str | None = None) -> RedactingFilter:
+    """Send partnersync's (and httpx's) logs to ``log_file``; returns the redaction filter.
+
+    The level is ``level``, else ``$PARTNERSYNC_LOG_LEVEL``, else INFO (waits and retries are
+    said at INFO); database-migration chatter is kept to warnings.
+    """
+    chosen = level or os.environ.get(LEVEL_ENV) or "INFO"
+    resolved = logging.getLevelName(chosen.upper()) if isinstance(chosen, str) else chosen
+    if not isinstance(resolved, int):
+        raise ConfigError(f"log level must be one of DEBUG, INFO, WARNING, ERROR (got {chosen!r})")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     redactor = RedactingFilter()
     handler = logging.FileHandler(log_file, encoding="utf-8")
@@ -47,5 +61,6 @@ def configure_logging(log_file: Path, level: int = logging.INFO) -> RedactingFil
             existing.close()
     handler._partnersync = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(resolved)
+    logging.getLogger("alembic").setLevel(max(resolved, logging.WARNING))
     return redactor

@@ -320,3 +320,23 @@ def test_everything_is_findable_from_the_command_line(
         taken = run("sandbox", "serve", "--port", port, expect=2)
     assert "cannot serve on 127.0.0.1" in taken.stderr
     assert "Traceback" not in taken.stderr
+
+
+def test_waits_and_retries_are_said_and_migrations_keep_quiet(
+    cli: Cli, shop: ShopifySandbox
+) -> None:
+    cli("init", str(cli.project))
+    add_shop(cli, shop)
+    shop.faults.fail(503, times=1)
+
+    cli("sync", "pull", "shop", "products")
+
+    log = (cli.project / "logs" / "partnersync.log").read_text()
+    assert "retry 1/5 after HTTP 503 from 127.0.0.1" in log
+    assert "Running upgrade" not in log  # Alembic's chatter stays out at INFO
+    shop.faults.fail(503, times=1)
+    before = len(log)
+    cli("sync", "pull", "shop", "products", "--log-level", "WARNING")
+    assert "retry" not in (cli.project / "logs" / "partnersync.log").read_text()[before:]
+    bad = cli("runs", "list", "--log-level", "LOUD", expect=2)
+    assert "log level must be one of" in bad.stderr

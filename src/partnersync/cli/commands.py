@@ -84,6 +84,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 class _State:
     project_dir: Path | None = None
+    log_level: str | None = None
 
 
 state = _State()
@@ -109,8 +110,16 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            help="DEBUG, INFO, WARNING or ERROR (default $PARTNERSYNC_LOG_LEVEL, INFO).",
+        ),
+    ] = None,
 ) -> None:
     state.project_dir = project
+    state.log_level = log_level
 
 
 def exit_for(statuses: list[str]) -> None:
@@ -124,7 +133,7 @@ def exit_for(statuses: list[str]) -> None:
 def open_service() -> Partnersync:
     """Load the project, start logging with redaction, open the hub."""
     project = load_project(state.project_dir)
-    redactor = configure_logging(project.log_file)
+    redactor = configure_logging(project.log_file, state.log_level)
     return Partnersync(project, redactor=redactor)
 
 
@@ -723,19 +732,24 @@ def _fail(message: str, kind: str, code: int) -> None:
     sys.exit(code)
 
 
+ROOT_OPTIONS = ("-p", "--project", "--log-level")
+"""Options of the whole program that people also type after the command."""
+
+
 def _project_first(argv: list[str]) -> list[str]:
-    """``-p/--project DIR`` accepted anywhere on the line (typer wants it before the command)."""
+    """``-p/--project DIR`` and ``--log-level`` accepted anywhere on the line (typer wants them
+    before the command)."""
     rest: list[str] = []
     found: list[str] = []
     index = 0
     while index < len(argv):
         arg = argv[index]
-        if arg in ("-p", "--project") and index + 1 < len(argv):
-            found = [arg, argv[index + 1]]
+        if arg in ROOT_OPTIONS and index + 1 < len(argv):
+            found += [arg, argv[index + 1]]
             index += 2
             continue
-        if arg.startswith("--project="):
-            found = [arg]
+        if arg.split("=", 1)[0] in ROOT_OPTIONS[1:] and "=" in arg:
+            found.append(arg)
         else:
             rest.append(arg)
         index += 1

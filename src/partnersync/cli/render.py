@@ -4,6 +4,7 @@ no service calls: what is shown is handed in."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -51,8 +52,27 @@ def pull_progress(entity: str, *, show: bool = True) -> Iterator[Callable[[PullP
                 f"{p.dead_lettered} dead, {p.requests} req",
             )
 
-        yield on_page
+        # What the run waits for (a rate limit, a retry) shows on the line while it waits.
+        waits = _WaitLine(lambda text: progress.update(task, detail=text))
+        http_log = logging.getLogger("partnersync.http")
+        http_log.addHandler(waits)
+        try:
+            yield on_page
+        finally:
+            http_log.removeHandler(waits)
         progress.update(task, total=1, completed=1)
+
+
+class _WaitLine(logging.Handler):
+    """Puts ``partnersync.http``'s INFO lines (waits and retries) on a progress line."""
+
+    def __init__(self, show: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self._show = show
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Show the message."""
+        self._show(record.getMessage())
 
 
 def summary_dict(summary: RunSummary) -> dict[str, Any]:

@@ -11,6 +11,7 @@ and tenacity retries for errors whose action is ``retry`` — exponential backof
 from __future__ import annotations
 
 import email.utils
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ from partnersync.errors import (
     RateLimitedError,
     TransportError,
 )
+
+log = logging.getLogger("partnersync.http")
 
 STATUS_ERRORS: Mapping[int, type[ConnectorError]] = {
     401: AuthenticationError,
@@ -149,11 +152,34 @@ class HttpClient:
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.retry.retry_after_cap)
-        backoff = wait_random_exponential(
-            multiplier=self.retry.backoff_initial, max=self.retry.backoff_max
+            wait = min(exc.retry_after, self.retry.retry_after_cap)
+        else:
+            backoff = wait_random_exponential(
+                multiplier=self.retry.backoff_initial, max=self.retry.backoff_max
+            )
+            wait = float(backoff(state))
+        # Said at INFO (and on the progress line): a run that waits is never silent.
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, RateLimitedError) and status == 200:
+            reason = "a throttle answer"
+        elif status:
+            reason = f"HTTP {status}"
+        else:
+            reason = str(exc).split(":", 1)[0] if exc else "an error"
+        log.info(
+            "retry %d/%d after %s from %s in %.1f s",
+            state.attempt_number,
+            self.retry.max_attempts - 1,
+            reason,
+            self.host,
+            wait,
         )
-        return float(backoff(state))
+        return wait
+
+    @property
+    def host(self) -> str:
+        """The host this client talks to (named in messages)."""
+        return self._client.base_url.host or str(self._client.base_url)
 
     async def request_json(
         self,
@@ -209,10 +235,10 @@ class HttpClient:
                 method, url, content=content, params=params, headers=headers
             )
         except httpx.TimeoutException as exc:
-            raise TransportError(f"timed out: {method} {url}") from exc
+            raise TransportError(f"timed out: {method} {self.host}{url}") from exc
         except httpx.TransportError as exc:
             raise TransportError(
-                f"connection failed: {method} {url}: {type(exc).__name__}"
+                f"connection failed: {method} {self.host}{url}: {type(exc).__name__}"
             ) from exc
         try:
             body: Any = orjson.loads(response.content) if response.content else None

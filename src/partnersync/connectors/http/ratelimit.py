@@ -9,9 +9,15 @@ discovering it through 429s.
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 
 from partnersync.clock import Clock, SystemClock
+
+log = logging.getLogger("partnersync.http")
+NOTABLE_WAIT = 0.5
+"""Waits at least this long (seconds) are said, not only done."""
 
 
 class TokenBucket:
@@ -51,6 +57,8 @@ class TokenBucket:
         async with self._lock:
             delay = self.wait_time(cost)
             if delay > 0:
+                if delay >= NOTABLE_WAIT:
+                    log.info("waiting %.1f s for the rate limit", delay)
                 self.waited += delay
                 await self._clock.sleep(delay)
                 self._refill()
