@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -37,6 +38,23 @@ class RedactingFilter(logging.Filter):
 
 
 LEVEL_ENV = "PARTNERSYNC_LOG_LEVEL"
+FORMAT_ENV = "PARTNERSYNC_LOG_FORMAT"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (for log shippers)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as JSON (its message already redacted by the filter)."""
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def configure_logging(log_file: Path, level: int | str | None = None) -> RedactingFilter:
@@ -52,7 +70,10 @@ def configure_logging(log_file: Path, level: int | str | None = None) -> Redacti
     log_file.parent.mkdir(parents=True, exist_ok=True)
     redactor = RedactingFilter()
     handler = logging.FileHandler(log_file, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if os.environ.get(FORMAT_ENV, "").lower() == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(redactor)
     root = logging.getLogger()
     for existing in list(root.handlers):

@@ -76,3 +76,31 @@ def test_bad_keys_are_refused() -> None:
         Vault.parse("k1:" + base64.urlsafe_b64encode(b"short").decode())
     with pytest.raises(VaultError):
         Vault.parse("")
+
+
+def test_json_logs_on_request_keep_secrets_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json as json_module
+    import logging
+
+    from partnersync.logs import configure_logging
+
+    monkeypatch.setenv("PARTNERSYNC_LOG_FORMAT", "json")
+    log_file = tmp_path / "logs" / "p.log"
+    redactor = configure_logging(log_file, "INFO")
+    redactor.register("shpat_SECRET_VALUE")
+    logging.getLogger("partnersync").info("token is shpat_SECRET_VALUE")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    for handler in list(logging.getLogger().handlers):
+        if getattr(handler, "_partnersync", False):  # the file handler this test added
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+    [line] = log_file.read_text().splitlines()
+    entry = json_module.loads(line)
+    assert (entry["level"], entry["logger"], entry["message"]) == (
+        "INFO",
+        "partnersync",
+        "token is ***",
+    )

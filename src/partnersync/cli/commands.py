@@ -75,6 +75,11 @@ for sub, name in [
     app.add_typer(sub, name=name)
 
 
+SECRET_FIELDS = "; ".join(
+    f"{spec.platform}: {', '.join(spec.secret_fields) or 'none'}" for spec in installed_connectors()
+)
+"""The secret fields each installed platform takes (for ``accounts add --help``)."""
+
 ProjectOption = Annotated[
     Path | None,
     typer.Option("--project", "-p", help="Project directory (default: $PARTNERSYNC_PROJECT or .)"),
@@ -160,7 +165,10 @@ def accounts_add(
     api_version: Annotated[str | None, typer.Option(help="API version to pin.")] = None,
     secret_env: Annotated[
         list[str] | None,
-        typer.Option(help="FIELD=ENVVAR: read a secret from an environment variable."),
+        typer.Option(
+            help="FIELD=ENVVAR: read a secret from an environment variable. Secret fields: "
+            + SECRET_FIELDS
+        ),
     ] = None,
     option: Annotated[
         list[str] | None, typer.Option(help="KEY=VALUE connector option (e.g. pace=false).")
