@@ -67,7 +67,9 @@ def configure_logging(log_file: Path, level: int | str | None = None) -> Redacti
     resolved = logging.getLevelName(chosen.upper()) if isinstance(chosen, str) else chosen
     if not isinstance(resolved, int):
         raise ConfigError(f"log level must be one of DEBUG, INFO, WARNING, ERROR (got {chosen!r})")
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not log_file.exists():  # owner-only from the first byte (0600)
+        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT, 0o600))
     redactor = RedactingFilter()
     handler = logging.FileHandler(log_file, encoding="utf-8")
     if os.environ.get(FORMAT_ENV, "").lower() == "json":

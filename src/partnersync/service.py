@@ -4,19 +4,21 @@ registry, connectors and the engine together. No business rules live in ``cli.py
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from partnersync.auth.vault import Vault
+from partnersync.auth.vault import KEYS_ENV, Vault
 from partnersync.clock import Clock, SystemClock
 from partnersync.config import JobConfig, Project, validate_base_url, validate_directory
 from partnersync.connectors.base import AccountInfo, Connector, ConnectorSpec
 from partnersync.connectors.registry import ConnectorRegistry
-from partnersync.errors import ConfigError, ConnectorError, MappingError
+from partnersync.errors import ConfigError, ConnectorError, MappingError, VaultError
 from partnersync.logs import RedactingFilter
 from partnersync.mapping.mapper import MapContext
 from partnersync.sync.engine import PullEngine, PullOptions, PullProgress, RunSummary, parse_cursor
@@ -24,6 +26,117 @@ from partnersync.sync.push import TARGET_STATE, PushEngine, PushOptions, PushSum
 from partnersync.sync.store import HubStore, MappedRecord, content_hash
 
 log = logging.getLogger("partnersync")
+
+
+class KeyAdmin:
+    """The project's encryption keys: which the hub needs, making, checking, rotating, retiring.
+
+    Works without the key (it reads key ids, never data), so it can say which key a hub needs
+    when the key file is missing — and refuse to make a new key over data it could not read.
+    """
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    def _hub(self, vault: Vault) -> HubStore | None:
+        url = self.project.database_url
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            return None
+        return HubStore.open(url, vault)
+
+    def in_use(self) -> dict[str, int]:
+        """Key id → how many values the hub holds under it."""
+        hub = self._hub(Vault.ephemeral())
+        if hub is None:
+            return {}
+        try:
+            return dict(hub.keys.key_ids())
+        finally:
+            hub.close()
+
+    def init(self) -> str:
+        """Make the project's first key; refused when a key exists or the hub holds data."""
+        if os.environ.get(KEYS_ENV):
+            raise ConfigError(f"keys come from {KEYS_ENV}; no key file is made")
+        key_file = self.project.key_file
+        if key_file.exists():
+            raise ConfigError(f"{key_file} already holds keys; see 'partnersync keys check'")
+        used = self.in_use()
+        if used:
+            held = ", ".join(f"{k} ({n} values)" for k, n in sorted(used.items()))
+            raise ConfigError(
+                f"the hub's data is under key {held}: restore the key file it was made with "
+                f"(to {key_file}); a new key could not read that data"
+            )
+        Vault.create_key_file(key_file)
+        return "k1"
+
+    def check(self) -> dict[str, Any]:
+        """The key ring against the hub: values per key id, keys missing, values unreadable."""
+        vault = Vault.load(self.project.key_file)
+        hub = self._hub(vault)
+        used: dict[str, int] = {}
+        unreadable = 0
+        if hub is not None:
+            try:
+                for value in hub.keys.sealed():
+                    used[value.key_id] = used.get(value.key_id, 0) + 1
+                    try:
+                        vault.decrypt(value.token, value.aad)
+                    except VaultError:
+                        unreadable += 1
+            finally:
+                hub.close()
+        return {
+            "ring": vault.key_ids,
+            "primary": vault.primary,
+            "in_use": used,
+            "missing": sorted(k for k in used if k not in vault.key_ids),
+            "unreadable": unreadable,
+        }
+
+    def rotate(self) -> tuple[str, int]:
+        """A new primary key (in the key file, the old ones kept to read), then every value
+        re-encrypted under it; returns (new key id, values re-encrypted)."""
+        if os.environ.get(KEYS_ENV):
+            vault = Vault.parse(os.environ[KEYS_ENV])  # the operator put the new key first
+        else:
+            current = Vault.load(self.project.key_file)
+            numbers = [int(k[1:]) for k in current.key_ids if k[1:].isdigit()]
+            new_id = f"k{max(numbers, default=0) + 1}"
+            lines = [
+                line.strip()
+                for line in self.project.key_file.read_text().splitlines()
+                if line.strip() and not line.startswith("#")
+            ]
+            Vault.write_key_file(self.project.key_file, [Vault.new_key_entry(new_id), *lines])
+            vault = Vault.load(self.project.key_file)
+        hub = self._hub(vault)
+        if hub is None:
+            return vault.primary, 0
+        try:
+            return vault.primary, hub.keys.reencrypt()
+        finally:
+            hub.close()
+
+    def retire(self, key_id: str) -> None:
+        """Remove a key from the key file, once no value is under it."""
+        vault = Vault.load(self.project.key_file)
+        if key_id == vault.primary:
+            raise ConfigError(f"{key_id} is the primary key; rotate to a new one first")
+        if key_id not in vault.key_ids:
+            raise ConfigError(f"no key {key_id!r} in the ring ({', '.join(vault.key_ids)})")
+        left = self.in_use().get(key_id, 0)
+        if left:
+            raise ConfigError(
+                f"{left} values are still under {key_id}: run 'partnersync keys rotate' first"
+            )
+        lines = [
+            line.strip()
+            for line in self.project.key_file.read_text().splitlines()
+            if line.strip() and not line.strip().startswith(f"{key_id}:")
+        ]
+        Vault.write_key_file(self.project.key_file, lines)
 
 
 def installed_connectors() -> list[ConnectorSpec]:

@@ -65,10 +65,14 @@ def test_key_file_is_private_and_repr_shows_no_key(tmp_path: Path) -> None:
     assert key_text not in repr(vault)
 
 
-def test_missing_key_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_key_says_what_to_do_and_never_to_make_a_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PARTNERSYNC_KEYS", raising=False)
-    with pytest.raises(VaultError, match="partnersync init"):
+    with pytest.raises(VaultError, match="restore the key file") as raised:
         Vault.load(tmp_path / "absent")
+    assert "keys check" in str(raised.value)
+    assert "partnersync init" not in str(raised.value)
 
 
 def test_bad_keys_are_refused() -> None:

@@ -67,20 +67,47 @@ class Vault:
             return cls.parse(os.environ[KEYS_ENV])
         if not key_file.exists():
             raise VaultError(
-                f"no encryption key: set {KEYS_ENV} or run 'partnersync init' to create {key_file}"
+                f"no encryption key at {key_file} (nor in {KEYS_ENV}): if this hub already holds "
+                "data, restore the key file it was made with — nothing can read its data without "
+                "it ('partnersync keys check' says which key id it needs); for a new project run "
+                "'partnersync keys init'"
             )
         return cls.parse(key_file.read_text())
+
+    @classmethod
+    def ephemeral(cls) -> Vault:
+        """A vault with a throwaway key: for reading which keys a hub uses, never its data."""
+        return cls({"scan": secrets.token_bytes(32)}, "scan")
+
+    @property
+    def key_ids(self) -> list[str]:
+        """The ids of the keys in the ring, the primary first."""
+        return [self.primary, *sorted(k for k in self._keys if k != self.primary)]
+
+    @staticmethod
+    def new_key_entry(key_id: str) -> str:
+        """``id:base64key`` for a fresh random AES-256 key."""
+        return f"{key_id}:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+    @staticmethod
+    def write_key_file(key_file: Path, entries: list[str]) -> None:
+        """Replace ``key_file`` atomically with these entries (the first encrypts), mode 0600."""
+        key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = key_file.with_name(f".{key_file.name}.new")
+        temporary.unlink(missing_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write("".join(f"{entry}\n" for entry in entries))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, key_file)
 
     @staticmethod
     def create_key_file(key_file: Path) -> None:
         """Write a fresh random key to ``key_file`` (mode 0600); an existing file is kept."""
         if key_file.exists():
             return
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        entry = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n"
-        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(entry)
+        Vault.write_key_file(key_file, [Vault.new_key_entry("k1")])
 
     def encrypt(self, plaintext: str, aad: str) -> str:
         """Encrypt under the primary key, bound to ``aad``."""
@@ -95,8 +122,13 @@ class Vault:
             version, key_id, payload = token.split(".", 2)
         except ValueError:
             raise VaultError("not a partnersync ciphertext") from None
-        if version != _VERSION or key_id not in self._keys:
-            raise VaultError(f"ciphertext uses unknown version or key id {key_id!r}")
+        if version != _VERSION:
+            raise VaultError(f"ciphertext of unknown version {version!r}")
+        if key_id not in self._keys:
+            raise VaultError(
+                f"this value is encrypted under key {key_id!r}, which the key ring "
+                f"({', '.join(self.key_ids)}) does not hold: restore that key"
+            )
         try:
             raw = base64.urlsafe_b64decode(payload)
             return self._keys[key_id].decrypt(raw[:12], raw[12:], aad.encode()).decode()

@@ -21,7 +21,7 @@ import anyio
 import typer
 from rich.table import Table
 
-from partnersync.auth.vault import Vault
+from partnersync.auth.vault import KEYS_ENV
 from partnersync.cli.render import (
     capability_rows,
     capability_table,
@@ -39,7 +39,7 @@ from partnersync.config import init_project, load_project
 from partnersync.config.times import parse_since
 from partnersync.errors import PartnersyncError
 from partnersync.logs import configure_logging
-from partnersync.service import Partnersync, installed_connectors
+from partnersync.service import KeyAdmin, Partnersync, installed_connectors
 from partnersync.sync.engine import RunSummary
 from partnersync.sync.push import MassChangeError, PushSummary
 
@@ -60,6 +60,7 @@ jobs_app = typer.Typer(help="Jobs of the project file.", no_args_is_help=True)
 cursors_app = typer.Typer(help="Where incremental pulls start.", no_args_is_help=True)
 config_app = typer.Typer(help="The project's settings.", no_args_is_help=True)
 mapping_app = typer.Typer(help="How platform records map.", no_args_is_help=True)
+keys_app = typer.Typer(help="The encryption keys of the hub's secrets.", no_args_is_help=True)
 for sub, name in [
     (accounts_app, "accounts"),
     (sync_app, "sync"),
@@ -71,6 +72,7 @@ for sub, name in [
     (cursors_app, "cursors"),
     (config_app, "config"),
     (mapping_app, "mapping"),
+    (keys_app, "keys"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -148,12 +150,57 @@ def init(directory: Annotated[Path, typer.Argument(help="Project directory.")] =
     """Create partnersync.toml, an encryption key and the hub database."""
     path = init_project(directory)
     project = load_project(directory)
-    Vault.create_key_file(project.key_file)
+    if not project.key_file.exists() and not os.environ.get(KEYS_ENV):
+        KeyAdmin(project).init()  # refuses a new key over data made with another one
     service = Partnersync(project)
     service.close()
     console.print(
         f"project file: {path}\nhub database: {project.database_url}\nkey file: {project.key_file}"
     )
+
+
+# -- keys -----------------------------------------------------------------------------------
+@keys_app.command("init")
+def keys_init() -> None:
+    """Make the project's first encryption key (refused if the hub holds data under another)."""
+    key_id = KeyAdmin(load_project(state.project_dir)).init()
+    console.print(f"key {key_id} made; keep a copy of the key file somewhere safe")
+
+
+@keys_app.command("check")
+def keys_check(as_json: JsonOption = False) -> None:
+    """Which keys the hub's data is under, and whether the key ring holds and reads them all."""
+    report = KeyAdmin(load_project(state.project_dir)).check()
+    if as_json:
+        emit_json(report)
+    else:
+        used = ", ".join(f"{k}: {n}" for k, n in sorted(report["in_use"].items())) or "nothing"
+        console.print(f"key ring {', '.join(report['ring'])} (primary {report['primary']})")
+        console.print(f"values by key: {used}")
+        if report["missing"] or report["unreadable"]:
+            errors.print(
+                f"[red]missing keys:[/] {', '.join(report['missing']) or 'none'}; "
+                f"{report['unreadable']} values cannot be read"
+            )
+    if report["missing"] or report["unreadable"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """A new primary key; every secret and encrypted record re-encrypted under it."""
+    key_id, count = KeyAdmin(load_project(state.project_dir)).rotate()
+    console.print(
+        f"primary key now {key_id}; {count} values re-encrypted. Once 'keys check' shows no "
+        "value under an old key, 'keys retire ID' removes it."
+    )
+
+
+@keys_app.command("retire")
+def keys_retire(key_id: str) -> None:
+    """Remove an old key from the key file (refused while any value is under it)."""
+    KeyAdmin(load_project(state.project_dir)).retire(key_id)
+    console.print(f"key {key_id} retired")
 
 
 # -- accounts -------------------------------------------------------------------------------

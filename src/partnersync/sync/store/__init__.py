@@ -17,6 +17,7 @@ from partnersync.sync.store.accounts import AccountRepository
 from partnersync.sync.store.bindings import BindingRepository
 from partnersync.sync.store.conflicts import ConflictRepository
 from partnersync.sync.store.dead_letters import DeadLetterRepository
+from partnersync.sync.store.keys import KeyRepository
 from partnersync.sync.store.outbox import OutboxRepository
 from partnersync.sync.store.records import RecordRepository
 from partnersync.sync.store.runs import CursorRepository, RunRepository
@@ -49,6 +50,7 @@ class HubStore:
         self.outbox = OutboxRepository(self.uow)
         self.bindings = BindingRepository(self.uow)
         self.conflicts = ConflictRepository(self.uow)
+        self.keys = KeyRepository(self.uow)
 
     @property
     def engine(self) -> Engine:

@@ -9,11 +9,13 @@ translated into :class:`~partnersync.errors.StoreError` here (STYLE habit 1).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -143,10 +145,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600) before anything writes to it; SQLite
+    gives its -wal and -shm files the same mode."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite connections get WAL, a busy timeout and foreign keys."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        _private_file(Path(url.removeprefix("sqlite:///")))
     try:
         engine = create_engine(url, future=True)
     except (SQLAlchemyError, ImportError) as exc:
