@@ -67,6 +67,20 @@ def test_missing_project_says_to_run_init(tmp_path: Path) -> None:
         "https://169.254.169.254",
         "ftp://shop.example.com",
         "https://user:pass@shop.example.com",
+        # loopback and private addresses in the other spellings resolvers accept (T27 part 3)
+        "https://2130706433",
+        "https://0177.0.0.1",
+        "https://0x7f000001",
+        "https://127.1",
+        "https://[::ffff:127.0.0.1]",
+        "https://[::1]",
+        "https://100.64.1.1",
+        "https://[fd00::1]",
+        "https://[fe80::1]",
+        "https://0.0.0.0",
+        "https://0xa.0.0.1",
+        "file:///etc/passwd",
+        "gopher://shop.example.com",
     ],
 )
 def test_unsafe_base_urls_are_refused(url: str) -> None:

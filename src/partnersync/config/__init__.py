@@ -32,6 +32,8 @@ key file, the log file) are resolved against that directory. Example::
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
@@ -201,14 +203,46 @@ def init_project(directory: Path) -> Path:
     return path
 
 
-def is_loopback_host(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
+SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
+"""Carrier-grade NAT (RFC 6598): not public, though Python does not count it as private."""
+
+
+def host_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address a host *is* — in any spelling a resolver accepts: dotted, decimal
+    (``2130706433``), octal (``0177.0.0.1``), hex (``0x7f.1``), short (``127.1``), IPv6 with an
+    embedded IPv4 — or None for a name."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return False
+        if not re.fullmatch(r"[0-9a-fA-FxX.]+", host) or not any(c.isdigit() for c in host):
+            return None
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1), in any spelling."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    address = host_address(host)
+    return address is not None and address.is_loopback
+
+
+def is_internal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Private, link-local, shared (CGNAT), reserved, multicast, unspecified or local IPv6."""
+    return (
+        address.is_private
+        or address.is_link_local
+        or address.is_reserved
+        or address.is_multicast
+        or address.is_unspecified
+        or address in SHARED_ADDRESS_SPACE
+    )
 
 
 def validate_directory(url: str) -> str:
@@ -234,10 +268,24 @@ def validate_base_url(url: str, *, allow_loopback: bool = False) -> str:
         )
     if parts.scheme == "http" and not loopback:
         raise ConfigError(f"base URL {url!r} must use https")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return url.rstrip("/")
-    if not loopback and (address.is_private or address.is_link_local or address.is_reserved):
+    address = host_address(host)
+    if address is None and not loopback:
+        address = _resolved_internal(host)
+    if not loopback and address is not None and is_internal_address(address):
         raise ConfigError(f"base URL {url!r} points at a private or reserved address")
     return url.rstrip("/")
+
+
+def _resolved_internal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An internal address ``host`` resolves to, if it resolves to one (a name pointing into
+    the local network is refused like the address itself; an unresolvable name is left to
+    fail when used)."""
+    try:
+        infos = socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return None
+    for info in infos:
+        address = host_address(str(info[4][0]))
+        if address is not None and (address.is_loopback or is_internal_address(address)):
+            return address
+    return None
