@@ -53,7 +53,7 @@ def test_rotation_new_primary_still_reads_old_ciphertexts() -> None:
     assert rotated.decrypt(sealed, "aad") == "secret"
     assert rotated.encrypt("secret", "aad").startswith("v1.k2.")
     # A ring without the key says which key the value needs (never "tampered").
-    with pytest.raises(VaultError, match="encrypted under key 'k1'.*ring \\(k3\\)"):
+    with pytest.raises(VaultError, match=r"encrypted under key 'k1'.*ring \(k3\)"):
         Vault.parse(key_entry("k3")).decrypt(sealed, "aad")
 
 
