@@ -177,3 +177,23 @@ async def test_paginate_drives_fetch_until_the_last_page() -> None:
     ]
     assert len(bodies) == 3
     assert seen_after == [None, "a", "b"]
+
+
+def test_modified_keyset_moves_on_by_time_and_pages_through_one_crowded_second() -> None:
+    from datetime import UTC, datetime
+
+    from partnersync.connectors.http.pagination import ModifiedKeyset
+
+    def at(second: int) -> datetime:
+        return datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC)
+
+    walk = ModifiedKeyset(at(0))
+    ident, stamp = (lambda r: r[0]), (lambda r: r[1])
+    fresh, more = walk.take([("a", at(1)), ("b", at(5))], ident, stamp, 2)
+    assert (fresh, more, walk.after, walk.page) == ([("a", at(1)), ("b", at(5))], True, at(5), 1)
+    # Asked again from second 5: "b" comes back as a tie and is dropped.
+    fresh, more = walk.take([("b", at(5)), ("c", at(5))], ident, stamp, 2)
+    assert (fresh, more, walk.after, walk.page) == ([("c", at(5))], True, at(5), 2)
+    # A full page all at one second: the next page of that second, nothing read twice.
+    fresh, more = walk.take([("d", at(5))], ident, stamp, 2)
+    assert (fresh, more) == ([("d", at(5))], False)

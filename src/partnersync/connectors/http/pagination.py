@@ -290,6 +290,55 @@ class TimeWindowPaginator(Paginator):
         self.set_window(request, self.window_start, self.window_end)
 
 
+class ModifiedKeyset:
+    """Walks a list sorted by modification time by *keyset*, not by page number alone.
+
+    Page numbers shift when records change during a walk (an edited record jumps to the end and
+    the one after it slides into a page already read). So each request asks for records
+    modified from the newest time seen so far (``after``); the ties at that time, already read,
+    are dropped by identity; only a page whose records all share one time moves on by
+    ``page``. Used where a platform filters by modification time (WooCommerce
+    ``modified_after``, Taobao ``start_modified``)::
+
+        >>> from datetime import UTC, datetime
+        >>> t = lambda s: datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC)
+        >>> walk = ModifiedKeyset(None)
+        >>> rows = [{"id": 1, "at": t(1)}, {"id": 2, "at": t(2)}]
+        >>> walk.take(rows, lambda r: r["id"], lambda r: r["at"], page_size=2)
+        ([{'id': 1, 'at': ...}, {'id': 2, 'at': ...}], True)
+        >>> (walk.after.second, walk.page)
+        (2, 1)
+        >>> walk.take([{"id": 2, "at": t(2)}], lambda r: r["id"], lambda r: r["at"], 2)
+        ([], False)
+    """
+
+    def __init__(self, after: datetime | None) -> None:
+        self.after = after
+        self.page = 1
+        self._seen: set[Any] = set()
+
+    def take(
+        self,
+        rows: Sequence[Any],
+        identity: Callable[[Any], Any],
+        stamp: Callable[[Any], datetime],
+        page_size: int,
+    ) -> tuple[list[Any], bool]:
+        """(the rows not read before, whether to ask again); moves ``after`` and ``page``."""
+        fresh = [row for row in rows if identity(row) not in self._seen]
+        if len(rows) < page_size:
+            return fresh, False
+        stamps = [stamp(row) for row in rows]
+        newest = max(stamps)
+        if self.after is None or newest > self.after:
+            self.after, self.page = newest, 1
+            self._seen = {identity(r) for r, s in zip(rows, stamps, strict=True) if s == newest}
+        else:  # a full page within one time: the next page of the same time
+            self.page += 1
+            self._seen |= {identity(row) for row in rows}
+        return fresh, True
+
+
 async def paginate(
     fetch: Callable[[RequestSpec], Any],
     request: RequestSpec,

@@ -45,8 +45,9 @@ from partnersync.connectors.base import (
     Page,
     Writer,
 )
+from partnersync.connectors.http.pagination import ModifiedKeyset
 from partnersync.connectors.http.ratelimit import TokenBucket
-from partnersync.connectors.taobao.mappers import LOCATION, top_time
+from partnersync.connectors.taobao.mappers import LOCATION, stock_handle, top_time
 from partnersync.errors import (
     AuthenticationError,
     BadRequestError,
@@ -165,10 +166,7 @@ class TaobaoConnector(Connector):
 
     def record_handle(self, entity: str, record: Mapping[str, Any]) -> str | None:
         """Stock is written by ``num_iid:sku_id`` (or ``num_iid`` for an item without SKUs)."""
-        if entity != "inventory" or not record.get("num_iid"):
-            return None
-        sku = record.get("sku_id")
-        return f"{record['num_iid']}:{sku}" if sku else str(record["num_iid"])
+        return stock_handle(record) if entity == "inventory" else None
 
     def record_updated_at(self, entity: str, record: Mapping[str, Any]) -> datetime | None:
         """``modified`` (GMT+8) as UTC."""
@@ -191,35 +189,27 @@ class TaobaoConnector(Connector):
             yield Page(records=records, number=number, requests=spent)
 
     async def _items(self, since: datetime | None) -> AsyncIterator[list[dict[str, Any]]]:
-        start = since
-        page = 1
-        seen: set[tuple[Any, Any]] = set()
+        walk = ModifiedKeyset(since)  # start_modified is inclusive: ties come back, dropped
         while True:
             answer = await self.call(
                 "taobao.items.onsale.get",
                 fields=ITEM_FIELDS,
-                page_no=page,
+                page_no=walk.page,
                 page_size=self.item_page,
                 order_by="modified:asc",
-                start_modified=top_timestamp(start) if start else None,
+                start_modified=top_timestamp(walk.after) if walk.after else None,
             )
             listed = (answer.get("items") or {}).get("item") or []
-            fresh = [i for i in listed if (i.get("num_iid"), i.get("modified")) not in seen]
+            fresh, more = walk.take(
+                listed,
+                lambda i: (i.get("num_iid"), i.get("modified")),
+                lambda i: top_time(i.get("modified")),
+                self.item_page,
+            )
             if fresh:
                 yield [await self._item(i["num_iid"]) for i in fresh]
-            if len(listed) < self.item_page:
+            if not more:
                 return
-            newest = max(top_time(i["modified"]) for i in listed)
-            if start is None or newest > start:
-                start, page = newest, 1  # start_modified is inclusive: ties are de-duplicated
-                seen = {
-                    (i["num_iid"], i["modified"])
-                    for i in listed
-                    if top_time(i["modified"]) == newest
-                }
-            else:
-                page += 1
-                seen |= {(i["num_iid"], i["modified"]) for i in listed}
 
     async def _item(self, num_iid: Any) -> dict[str, Any]:
         answer = await self.call(

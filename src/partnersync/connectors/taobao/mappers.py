@@ -56,6 +56,14 @@ def optional_top_time(value: Any) -> datetime | None:
     return top_time(value) if value else None
 
 
+def stock_handle(record: Record) -> str | None:
+    """What a stock write addresses: ``num_iid:sku_id``, or ``num_iid`` without SKUs."""
+    if not record.get("num_iid"):
+        return None
+    sku = record.get("sku_id")
+    return f"{record['num_iid']}:{sku}" if sku else str(record["num_iid"])
+
+
 def _origin(mapper: Mapper[Any], record: Record, external_id: str) -> dict[str, Any]:
     return {
         "account": mapper.context.account,
@@ -137,10 +145,7 @@ class TaobaoStockImportMapper(Mapper[InventoryLevel]):
 
     def external_id(self, record: Record) -> str | None:
         """``num_iid:sku_id`` (or ``num_iid``) — the handle a stock write needs."""
-        if not record.get("num_iid"):
-            return None
-        sku = record.get("sku_id")
-        return f"{record['num_iid']}:{sku}" if sku else str(record["num_iid"])
+        return stock_handle(record)
 
     @mapping("sku", "location_id", "location_name", "origin", "available")
     def level(self, record: Record) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from partnersync.connectors.base import (
     ProductWriteOutcome,
     Writer,
 )
+from partnersync.connectors.http.pagination import ModifiedKeyset
 from partnersync.connectors.woocommerce.mappers import LOCATION, optional_gmt, stock_handle
 from partnersync.errors import BadRequestError, BadResponseError, CapabilityError, NotFoundError
 from partnersync.mapping.model import Shipment
@@ -162,42 +163,26 @@ class WooCommerceConnector(Connector):
         self, path: str, since: datetime | None, extra: Mapping[str, Any] | None = None
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Keyset walk in ``modified`` order (see the module docstring)."""
-        after = since
-        page = 1
-        seen: set[tuple[Any, Any]] = set()
+        walk = ModifiedKeyset(since)
         while True:
             params: dict[str, Any] = {
                 "per_page": self.per_page,
-                "page": page,
+                "page": walk.page,
                 "orderby": "modified",
                 "order": "asc",
                 "dates_are_gmt": "true",
                 **(extra or {}),
             }
-            if after is not None:
-                params["modified_after"] = gmt_param(after - ONE_SECOND)
+            if walk.after is not None:  # modified_after is strict: one second back takes ties
+                params["modified_after"] = gmt_param(walk.after - ONE_SECOND)
             body = await self._get(path, params)
             if not isinstance(body, list):
                 raise BadResponseError(f"expected a list from {path}")
-            fresh = [r for r in body if (r.get("id"), r.get("date_modified_gmt")) not in seen]
+            fresh, more = walk.take(body, _identity, _modified, self.per_page)
             if fresh:
                 yield fresh
-            if len(body) < self.per_page:
+            if not more:
                 return
-            stamps = [optional_gmt(r.get("date_modified_gmt")) for r in body]
-            newest = max((s for s in stamps if s is not None), default=None)
-            if newest is None:
-                raise BadResponseError(f"records from {path} carry no date_modified_gmt")
-            if after is None or newest > after:
-                after, page = newest, 1
-                seen = {
-                    (r.get("id"), r.get("date_modified_gmt"))
-                    for r, s in zip(body, stamps, strict=True)
-                    if s == newest
-                }
-            else:  # a full page within one second: the next page of the same second
-                page += 1
-                seen |= {(r.get("id"), r.get("date_modified_gmt")) for r in body}
 
     async def _variations(self, product_id: Any) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
@@ -360,3 +345,14 @@ class WooCommerceConnector(Connector):
             idempotent=False,
         )
         return str((note or {}).get("id"))
+
+
+def _identity(record: Mapping[str, Any]) -> tuple[Any, Any]:
+    return record.get("id"), record.get("date_modified_gmt")
+
+
+def _modified(record: Mapping[str, Any]) -> datetime:
+    stamp = optional_gmt(record.get("date_modified_gmt"))
+    if stamp is None:
+        raise BadResponseError(f"record {record.get('id')} carries no date_modified_gmt")
+    return stamp
