@@ -200,6 +200,17 @@ class WooCommerceData:
                 }
             )
         status = ["processing", "completed", "on-hold", "pending"][index % 4]
+        address = {
+            "first_name": "Ada",
+            "last_name": f"Buyer{index}",
+            "company": "",
+            "address_1": f"{index} Market St",
+            "address_2": "",
+            "city": "San Francisco",
+            "state": "CA",
+            "postcode": "94103",
+            "country": "US",
+        }
         self.orders[order_id] = {
             "id": order_id,
             "parent_id": 0,
@@ -211,30 +222,8 @@ class WooCommerceData:
             "shipping_total": "5.00",
             "total_tax": "0.00",
             "customer_id": 0,
-            "billing": {
-                "first_name": "Ada",
-                "last_name": f"Buyer{index}",
-                "company": "",
-                "address_1": f"{index} Market St",
-                "address_2": "",
-                "city": "San Francisco",
-                "state": "CA",
-                "postcode": "94103",
-                "country": "US",
-                "email": f"buyer{index}@example.com",
-                "phone": "(555) 555-0100",
-            },
-            "shipping": {
-                "first_name": "Ada",
-                "last_name": f"Buyer{index}",
-                "company": "",
-                "address_1": f"{index} Market St",
-                "address_2": "",
-                "city": "San Francisco",
-                "state": "CA",
-                "postcode": "94103",
-                "country": "US",
-            },
+            "billing": {**address, "email": f"buyer{index}@example.com", "phone": "(555) 555-0100"},
+            "shipping": address,
             "line_items": lines,
             "date_paid_gmt": None,
             "date_completed_gmt": None,

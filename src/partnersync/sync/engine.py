@@ -179,13 +179,7 @@ class PullEngine:
                 await blocking(self.store.cursors.put, account, entity, cursor_after, run_id)
         except PartnersyncError as exc:
             error = f"{type(exc).__name__}: {exc}"
-            await blocking(
-                self.store.runs.finish,
-                run_id,
-                status="failed",
-                cursor_after=cursor_after,
-                error=error,
-            )
+            await self._failed(run_id, cursor_after, error)
             return RunSummary(
                 run_id,
                 account,
@@ -200,18 +194,17 @@ class PullEngine:
         except Exception as exc:
             # A bug, not a platform or data problem: record the run as failed, then let it surface.
             error = f"internal error: {type(exc).__name__}: {exc}"
-            await blocking(
-                self.store.runs.finish,
-                run_id,
-                status="failed",
-                cursor_after=cursor_after,
-                error=error,
-            )
+            await self._failed(run_id, cursor_after, error)
             raise
         status = "partial" if progress.dead_lettered else "succeeded"
         await blocking(self.store.runs.finish, run_id, status=status, cursor_after=cursor_after)
         return RunSummary(
             run_id, account, entity, status, since, cursor_before, cursor_after, progress
+        )
+
+    async def _failed(self, run_id: int, cursor_after: str | None, error: str) -> None:
+        await blocking(
+            self.store.runs.finish, run_id, status="failed", cursor_after=cursor_after, error=error
         )
 
     @staticmethod
