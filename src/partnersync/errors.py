@@ -55,6 +55,20 @@ class StoreError(PartnersyncError):
     """The hub store refused an operation."""
 
 
+class AlreadyRunningError(PartnersyncError):
+    """The job, or the same account × entity × direction, is running elsewhere right now."""
+
+    def __init__(self, message: str, *, scope: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.holder = holder
+
+
+class FencedOutError(StoreError):
+    """A write came from a run whose lease was taken over (its epoch is no longer current);
+    it is refused so a paused worker that wakes up cannot write over its successor."""
+
+
 class CapabilityError(PartnersyncError):
     """A connector was asked to do something its capabilities do not declare."""
 

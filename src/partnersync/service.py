@@ -23,7 +23,9 @@ from partnersync.logs import RedactingFilter
 from partnersync.mapping.mapper import MapContext
 from partnersync.sync.engine import PullEngine, PullOptions, PullProgress, RunSummary, parse_cursor
 from partnersync.sync.push import TARGET_STATE, PushEngine, PushOptions, PushSummary
+from partnersync.sync.runner import LeaseKeeper, StopRequest
 from partnersync.sync.store import HubStore, MappedRecord, content_hash
+from partnersync.sync.store.leases import job_scope
 
 log = logging.getLogger("partnersync")
 
@@ -163,6 +165,8 @@ class Partnersync:
         self.clock = clock or SystemClock()
         self.redactor = redactor
         self.store = HubStore.open(project.database_url, self.vault)
+        self.leases = LeaseKeeper(self.store, ttl=project.config.sync.lease_seconds)
+        self.stop = StopRequest()
 
     def close(self) -> None:
         """Release the database."""
@@ -421,7 +425,7 @@ class Partnersync:
             since=since,
             overlap=timedelta(seconds=self.project.overlap_seconds(name)),
         )
-        engine = PullEngine(self.store, clock=self.clock)
+        engine = PullEngine(self.store, clock=self.clock, leases=self.leases, stop=self.stop)
         async with connector:
             summary = await engine.pull(
                 connector, mapper, entity, options=options, overrides=overrides, on_page=on_page
@@ -516,7 +520,7 @@ class Partnersync:
         if refresh and state is not None:
             await self._refresh(target, state, transport)
         connector, spec = self.connector(target, transport=transport)
-        engine = PushEngine(self.store, clock=self.clock)
+        engine = PushEngine(self.store, clock=self.clock, leases=self.leases, stop=self.stop)
         async with connector:
             summary = await engine.push(
                 connector,
@@ -543,14 +547,25 @@ class Partnersync:
         self, name: str, *, dry_run: bool = False, force: bool = False
     ) -> list[RunSummary | PushSummary]:
         """Pull the job's sources, refresh its targets, push to each target with the job's
-        own settings."""
+        own settings. The job's lease is held throughout: AlreadyRunningError at once while the
+        job runs anywhere else (cron mode)."""
         job = self.validate_job(name)  # before anything runs
+        async with self.leases.hold(job_scope(name), fence=False):
+            return await self._run_job(name, job, dry_run=dry_run, force=force)
+
+    async def _run_job(
+        self, name: str, job: JobConfig, *, dry_run: bool, force: bool
+    ) -> list[RunSummary | PushSummary]:
         results: list[RunSummary | PushSummary] = []
         if job.pull_sources:
             for source in job.sources:
+                if self.stop.requested:
+                    return results
                 results.append(await self.pull(source, job.entity))
         state = TARGET_STATE[job.entity]
         for target in job.targets:
+            if self.stop.requested:
+                return results
             if job.refresh_targets and state is not None:
                 results.append(await self._refresh(target, state))
             options = self.push_options(target, job.entity, job=name, dry_run=dry_run, force=force)

@@ -66,6 +66,9 @@ class SyncConfig(_Strict):
     """Engine defaults."""
 
     overlap_seconds: float = Field(default=120.0, ge=0)
+    lease_seconds: float = Field(default=60.0, ge=0.5)
+    """How long a run's lease lives without a heartbeat (renewed every third of it): a run
+    whose process died is taken over after at most this long."""
 
 
 class AccountConfig(_Strict):

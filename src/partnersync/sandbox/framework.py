@@ -86,6 +86,8 @@ class Faults:
     after_request: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     drop_after_commit: dict[str, int] = field(default_factory=dict)
     drop_rates: dict[str, float] = field(default_factory=dict)
+    latency: float = 0.0
+    """Seconds each protocol request takes before it is served (a slow network or platform)."""
     _random: random.Random = field(default_factory=random.Random)
 
     def fail(self, status: int, times: int = 1) -> None:
@@ -157,6 +159,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self.command, self.path, body
                 )
             else:
+                if sandbox.faults.latency > 0:
+                    time.sleep(sandbox.faults.latency)
                 status, reply_headers, payload = sandbox.dispatch(
                     self.command, self.path, headers, body
                 )
@@ -281,5 +285,8 @@ class Sandbox:
             return {"ok": True}
         if action == "drop":
             self.faults.drop(str(payload["operation"]), int(payload.get("times", 1)))
+            return {"ok": True}
+        if action == "latency":
+            self.faults.latency = float(payload["seconds"])
             return {"ok": True}
         raise KeyError(f"unknown sandbox action {action!r}")

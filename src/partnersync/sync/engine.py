@@ -12,8 +12,12 @@ For each (account, entity):
    most one page and never skips a record. Unchanged content (same hash) is not written.
 4. For connectors that cannot sort by update time the cursor is the run's start time, written
    once the run has read everything (the next run then asks from start − overlap).
-5. The run ends ``succeeded``, ``partial`` (some dead letters) or ``failed`` (an error stopped
-   it; what was committed stays, and the cursor covers only that).
+5. The run ends ``succeeded``, ``partial`` (some dead letters), ``failed`` (an error stopped
+   it; what was committed stays, and the cursor covers only that) or ``interrupted`` (Ctrl-C,
+   SIGTERM: after the page being committed).
+
+A run holds the lease of (account, entity, pull) for its whole life (one runner at a time,
+anywhere), and each of its transactions is fenced by the lease's epoch.
 
 The engine never sees a platform field name: it reads ``origin`` and the capability's
 ``cursor_field`` of canonical records.
@@ -21,6 +25,7 @@ The engine never sees a platform field name: it reads ``origin`` and the capabil
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,9 +39,14 @@ from partnersync.errors import MappingError, PartnersyncError
 from partnersync.failpoints import failpoint
 from partnersync.mapping.mapper import FieldOverride, MapContext, Mapper
 from partnersync.sync.offload import blocking
+from partnersync.sync.runner import HeldLease, LeaseKeeper, StopRequest
 from partnersync.sync.store import DeadLetter, HubStore, MappedRecord, content_hash
+from partnersync.sync.store.leases import scope_of
 
 DEFAULT_OVERLAP = timedelta(seconds=120)
+UNFINISHED = frozenset({"interrupted", "abandoned", "failed"})
+"""Statuses of a run that stopped before reading everything."""
+log = logging.getLogger("partnersync.sync")
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,9 @@ class RunSummary:
     cursor_after: str | None
     progress: PullProgress
     error: str | None = None
+    resumed_from: tuple[int, str] | None = None
+    """(run id, status) of the run before this one when it did not finish: this run goes on
+    from its last committed page."""
 
 
 def parse_cursor(value: str | None) -> datetime | None:
@@ -84,9 +97,18 @@ def parse_cursor(value: str | None) -> datetime | None:
 class PullEngine:
     """Runs pulls into one hub store."""
 
-    def __init__(self, store: HubStore, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: HubStore,
+        *,
+        clock: Clock | None = None,
+        leases: LeaseKeeper | None = None,
+        stop: StopRequest | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock or SystemClock()
+        self.leases = leases or LeaseKeeper(store)
+        self.stop = stop or StopRequest()
 
     async def pull(
         self,
@@ -98,10 +120,37 @@ class PullEngine:
         overrides: dict[str, FieldOverride] | None = None,
         on_page: Callable[[PullProgress], None] | None = None,
     ) -> RunSummary:
-        """Pull ``entity`` from ``connector`` into the hub; returns the run's summary."""
-        options = options or PullOptions()
+        """Pull ``entity`` from ``connector`` into the hub; returns the run's summary.
+
+        Raises AlreadyRunningError (before any I/O) while another run holds the scope.
+        """
+        account = connector.account.name
+        connector.capabilities.require_pull(entity)
+        async with self.leases.hold(
+            scope_of("pull", account, entity), runs_of=(account, entity, "pull")
+        ) as held:
+            return await self._pull(
+                held, connector, mapper_class, entity, options or PullOptions(), overrides, on_page
+            )
+
+    async def _pull(
+        self,
+        held: HeldLease,
+        connector: Connector,
+        mapper_class: type[Mapper[Any]],
+        entity: str,
+        options: PullOptions,
+        overrides: dict[str, FieldOverride] | None,
+        on_page: Callable[[PullProgress], None] | None,
+    ) -> RunSummary:
         account = connector.account.name
         capability = connector.capabilities.require_pull(entity)
+        previous = await blocking(self.store.runs.latest, account, entity, "pull")
+        resumed_from = (
+            (previous["id"], previous["status"])
+            if previous and previous["status"] in UNFINISHED
+            else None
+        )
         cursor_before = await blocking(self.store.cursors.get, account, entity)
         stored = parse_cursor(cursor_before)
         since: datetime | None
@@ -120,12 +169,24 @@ class PullEngine:
             mode="full" if since is None else "incremental",
             since=since.isoformat() if since else None,
             cursor_before=cursor_before,
+            lease=held.lease,
         )
+        held.run_id = run_id
+        if resumed_from:
+            log.info(
+                "run %s of %s/%s resumes after run %s (%s) from %s",
+                run_id,
+                account,
+                entity,
+                *resumed_from,
+                f"cursor {cursor_before}" if cursor_before else "the start",
+            )
         progress = PullProgress()
         high_water = stored
         mapper: Mapper[Any] | None = None
         cursor_after = cursor_before
         requests_before = connector.requests_sent
+        stopped = True
         try:
             async for page in connector.pull(entity, since=since):
                 failpoint("after_http")
@@ -170,11 +231,15 @@ class PullEngine:
                 progress.dead_lettered += outcome.dead_lettered
                 if on_page is not None:
                     on_page(progress)
+                if self.stop.requested:
+                    break
+            else:
+                stopped = False
             leftover = connector.requests_sent - requests_before
             if leftover:
                 await blocking(self.store.runs.add_requests, run_id, leftover)
                 progress.requests += leftover
-            if not capability.sorted_by_cursor:
+            if not capability.sorted_by_cursor and not stopped:
                 cursor_after = run_started.isoformat()
                 await blocking(self.store.cursors.put, account, entity, cursor_after, run_id)
         except PartnersyncError as exc:
@@ -190,16 +255,54 @@ class PullEngine:
                 cursor_after,
                 progress,
                 error,
+                resumed_from,
             )
         except Exception as exc:
             # A bug, not a platform or data problem: record the run as failed, then let it surface.
             error = f"internal error: {type(exc).__name__}: {exc}"
             await self._failed(run_id, cursor_after, error)
             raise
+        except BaseException:
+            # Ctrl-C or cancellation: the loop may be going away, so no await here.
+            self.store.runs.finish(
+                run_id,
+                status="interrupted",
+                cursor_after=cursor_after,
+                error="interrupted; pages committed before it are kept",
+            )
+            raise
+        if stopped:
+            await blocking(
+                self.store.runs.finish,
+                run_id,
+                status="interrupted",
+                cursor_after=cursor_after,
+                error=f"stopped after a committed page ({self.stop.reason})",
+            )
+            return RunSummary(
+                run_id,
+                account,
+                entity,
+                "interrupted",
+                since,
+                cursor_before,
+                cursor_after,
+                progress,
+                f"stopped ({self.stop.reason}); run again to resume",
+                resumed_from,
+            )
         status = "partial" if progress.dead_lettered else "succeeded"
         await blocking(self.store.runs.finish, run_id, status=status, cursor_after=cursor_after)
         return RunSummary(
-            run_id, account, entity, status, since, cursor_before, cursor_after, progress
+            run_id,
+            account,
+            entity,
+            status,
+            since,
+            cursor_before,
+            cursor_after,
+            progress,
+            resumed_from=resumed_from,
         )
 
     async def _failed(self, run_id: int, cursor_after: str | None, error: str) -> None:

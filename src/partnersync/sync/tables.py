@@ -103,6 +103,28 @@ class RunRow(SQLModel, table=True):
     conflicts: int = 0
     skipped: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    epoch: int | None = None
+    holder: str | None = None
+    heartbeat_at: str | None = None
+
+
+class LeaseRow(SQLModel, table=True):
+    """Who may run an (account, entity, direction) — or a whole job — right now.
+
+    ``epoch`` grows by one each time the lease is granted; a run writes only while its epoch is
+    the current one (the fencing token). ``expires_at`` moves forward with every heartbeat; a
+    lease past it may be taken over.
+    """
+
+    __tablename__ = "leases"
+
+    scope: str = Field(primary_key=True)
+    epoch: int = 0
+    holder: str | None = None
+    run_id: int | None = None
+    granted_at: str | None = None
+    expires_at: str | None = None
+    released_at: str | None = None
 
 
 class DeadLetterRow(SQLModel, table=True):

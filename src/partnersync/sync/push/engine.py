@@ -7,7 +7,8 @@ per entity lives in its :class:`Exporter`; the engine has no ``entity ==`` branc
 
 A run is ``succeeded`` only when every write it planned ended done; a write refused by the
 platform is dead-lettered (``partial``); a write neither done nor dead-lettered when the run ends
-makes it ``failed`` — never a silent success.
+makes it ``failed`` — never a silent success; a stop request (SIGTERM) ends it ``interrupted``
+with the unsent rows open, keys kept. The run holds the lease of (target, entity, push).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from partnersync.sync.push.plan import (
     PushSummary,
     fresh_idempotency_key,
 )
-from partnersync.sync.store import HubStore, OutboxEntry
+from partnersync.sync.runner import HeldLease, LeaseKeeper, StopRequest
+from partnersync.sync.store import HubStore, Lease, OutboxEntry
+from partnersync.sync.store.leases import scope_of
 
 T = TypeVar("T")
 
@@ -141,6 +144,8 @@ class PushRun:
         goes on, but three failures in a row that look like an outage stop it."""
         failing_in_a_row = 0
         for entry in await self.enqueue(self.plan.writes):
+            if self.engine.stop.requested:
+                return  # what is left stays open in the outbox, keys kept, for the next run
             if not entry.open:
                 continue
             try:
@@ -168,9 +173,18 @@ def exporter(cls: type[Exporter]) -> type[Exporter]:
 class PushEngine:
     """Runs pushes from one hub store."""
 
-    def __init__(self, store: HubStore, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: HubStore,
+        *,
+        clock: Clock | None = None,
+        leases: LeaseKeeper | None = None,
+        stop: StopRequest | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock or SystemClock()
+        self.leases = leases or LeaseKeeper(store)
+        self.stop = stop or StopRequest()
 
     def exporter(self, connector: Connector, entity: str) -> Exporter:
         """The exporter of ``entity`` within the connector's declared writer for it."""
@@ -207,10 +221,29 @@ class PushEngine:
         """Plan, guard, then send; a dry run stops after the plan and writes nothing.
 
         ``target_mapper`` reads levels re-read after a stale compare; ``export_mapper`` (from
-        the target's spec) builds the payloads of writes that carry one.
+        the target's spec) builds the payloads of writes that carry one. The run holds the
+        lease of (target, entity, push); AlreadyRunningError before any I/O otherwise.
         """
         target = connector.account.name
         exporter = self.exporter(connector, entity)
+        async with self.leases.hold(
+            scope_of("push", target, entity), runs_of=(target, entity, "push")
+        ) as held:
+            return await self._push(
+                held, connector, exporter, entity, options, target_mapper, export_mapper
+            )
+
+    async def _push(
+        self,
+        held: HeldLease,
+        connector: Connector,
+        exporter: Exporter,
+        entity: str,
+        options: PushOptions,
+        target_mapper: type[Mapper[Any]] | None,
+        export_mapper: type[ExportMapper[Any]] | None,
+    ) -> PushSummary:
+        target = connector.account.name
         if (
             exporter.reads is not None
             and await blocking(self.store.cursors.get, target, exporter.reads) is None
@@ -223,7 +256,8 @@ class PushEngine:
         await connector.prepare()
         plan = await blocking(exporter.plan, target, options, connector.mapping_settings())
         self.guard(plan, options)
-        run_id = await blocking(self._open_run, plan, options)
+        run_id = await blocking(self._open_run, plan, options, held.lease)
+        held.run_id = run_id
         summary = PushSummary(run_id, target, entity, "succeeded", plan)
         if options.dry_run:
             await blocking(self.store.runs.finish, run_id, status="succeeded", cursor_after=None)
@@ -234,11 +268,23 @@ class PushEngine:
             await exporter.send(push)
         except PartnersyncError as exc:
             summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"
+        except BaseException:
+            # Ctrl-C or cancellation: no await; open outbox rows keep their keys for the rerun.
+            self.store.runs.finish(
+                run_id,
+                status="interrupted",
+                cursor_after=None,
+                error="interrupted; writes not yet sent stay in the outbox with their keys",
+            )
+            raise
+        if self.stop.requested and summary.status != "failed":
+            summary.status = "interrupted"
+            summary.error = f"stopped ({self.stop.reason}); run again to send the rest"
         summary.requests = connector.requests_sent - before
         await blocking(self._close_run, summary)
         return summary
 
-    def _open_run(self, plan: PushPlan, options: PushOptions) -> int:
+    def _open_run(self, plan: PushPlan, options: PushOptions, lease: Lease | None = None) -> int:
         """Start the run; record conflicts, adoptions and problems; end rows no longer wanted."""
         target, entity = plan.target, plan.entity
         run_id = self.store.runs.start(
@@ -248,6 +294,7 @@ class PushEngine:
             mode="dry-run" if options.dry_run else "push",
             since=None,
             cursor_before=None,
+            lease=lease,
         )
         self.store.conflicts.record(run_id, target, entity, plan.conflicts)
         self.store.runs.add_counts(
@@ -281,10 +328,10 @@ class PushEngine:
     def _close_run(self, summary: PushSummary) -> None:
         """Settle the run's status from what was sent, refused and left open."""
         unsent = self.store.outbox.count_open(summary.run_id)
-        if unsent and summary.status != "failed":
+        if unsent and summary.status not in ("failed", "interrupted"):
             summary.status = "failed"
             summary.error = f"{unsent} planned write(s) were neither sent nor refused"
-        if summary.status != "failed" and (summary.dead_lettered or summary.plan.problems):
+        if summary.status == "succeeded" and (summary.dead_lettered or summary.plan.problems):
             summary.status = "partial"
         self.store.runs.add_counts(
             summary.run_id,

@@ -154,6 +154,8 @@ class InventoryExporter(Exporter):
             replan = False
             size = self.writer.batch_limit
             for start in range(0, len(entries), size):
+                if push.engine.stop.requested:
+                    return  # the rest stays open in the outbox, keys kept
                 batch = entries[start : start + size]
                 outcome = await self._send_batch(push, batch, excluded, stale_items)
                 replan = replan or outcome

@@ -18,6 +18,7 @@ from partnersync.sync.store.bindings import BindingRepository
 from partnersync.sync.store.conflicts import ConflictRepository
 from partnersync.sync.store.dead_letters import DeadLetterRepository
 from partnersync.sync.store.keys import KeyRepository
+from partnersync.sync.store.leases import Lease, LeaseRepository
 from partnersync.sync.store.outbox import OutboxRepository
 from partnersync.sync.store.records import RecordRepository
 from partnersync.sync.store.runs import CursorRepository, RunRepository
@@ -25,12 +26,14 @@ from partnersync.sync.store.unit import (
     OPEN_OUTBOX,
     PII_ENTITIES,
     DeadLetter,
+    Fence,
     HubRecord,
     MappedRecord,
     OutboxEntry,
     PageOutcome,
     UnitOfWork,
     content_hash,
+    fenced,
     make_engine,
     utcnow_iso,
 )
@@ -51,6 +54,7 @@ class HubStore:
         self.bindings = BindingRepository(self.uow)
         self.conflicts = ConflictRepository(self.uow)
         self.keys = KeyRepository(self.uow)
+        self.leases = LeaseRepository(self.uow)
 
     @property
     def engine(self) -> Engine:
@@ -77,12 +81,15 @@ __all__ = [
     "OPEN_OUTBOX",
     "PII_ENTITIES",
     "DeadLetter",
+    "Fence",
     "HubRecord",
     "HubStore",
+    "Lease",
     "MappedRecord",
     "OutboxEntry",
     "PageOutcome",
     "content_hash",
+    "fenced",
     "make_engine",
     "utcnow_iso",
 ]

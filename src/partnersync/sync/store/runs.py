@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 
 from partnersync.sync.store.unit import (
     Repository,
     _cursors,
+    _leases,
     _runs,
     utcnow_iso,
 )
+
+if TYPE_CHECKING:
+    from partnersync.sync.store.leases import Lease
 
 
 class RunRepository(Repository):
@@ -26,9 +30,11 @@ class RunRepository(Repository):
         mode: str,
         since: str | None,
         cursor_before: str | None,
+        lease: Lease | None = None,
     ) -> int:
-        """Record a run as ``running``; returns its id."""
-        with self.uow.transaction() as connection:
+        """Record a run as ``running`` (under ``lease``, whose epoch it keeps); returns its id."""
+        now = utcnow_iso()
+        with self.uow.transaction(unfenced=True) as connection:
             result = connection.execute(
                 _runs.insert().returning(_runs.c.id),
                 [
@@ -38,19 +44,29 @@ class RunRepository(Repository):
                         "direction": direction,
                         "mode": mode,
                         "status": "running",
-                        "started_at": utcnow_iso(),
+                        "started_at": now,
                         "since": since,
                         "cursor_before": cursor_before,
+                        "epoch": lease.epoch if lease else None,
+                        "holder": lease.holder if lease else None,
+                        "heartbeat_at": now,
                     }
                 ],
             )
-            return int(result.scalar_one())
+            run_id = int(result.scalar_one())
+            if lease is not None:
+                connection.execute(
+                    update(_leases)
+                    .where(_leases.c.scope == lease.scope, _leases.c.epoch == lease.epoch)
+                    .values(run_id=run_id)
+                )
+            return run_id
 
     def finish(
         self, run_id: int, *, status: str, cursor_after: str | None, error: str | None = None
     ) -> None:
         """Close a run with its final status."""
-        with self.uow.transaction() as connection:
+        with self.uow.transaction(unfenced=True) as connection:
             connection.execute(
                 update(_runs)
                 .where(_runs.c.id == run_id)
@@ -89,14 +105,50 @@ class RunRepository(Repository):
         query = select(_runs).order_by(_runs.c.id.desc()).limit(limit)
         if account:
             query = query.where(_runs.c.account == account)
-        with self.uow.transaction() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
+        with self.uow.transaction(unfenced=True) as connection:
+            return _as_seen(connection, [dict(row._mapping) for row in connection.execute(query)])
 
     def get(self, run_id: int) -> dict[str, Any] | None:
         """One run."""
-        with self.uow.transaction() as connection:
+        with self.uow.transaction(unfenced=True) as connection:
             row = connection.execute(select(_runs).where(_runs.c.id == run_id)).first()
-        return dict(row._mapping) if row else None
+            return _as_seen(connection, [dict(row._mapping)])[0] if row else None
+
+    def latest(self, account: str, entity: str, direction: str) -> dict[str, Any] | None:
+        """The newest run of (account, entity, direction), as it is seen now."""
+        query = (
+            select(_runs)
+            .where(
+                _runs.c.account == account,
+                _runs.c.entity == entity,
+                _runs.c.direction == direction,
+            )
+            .order_by(_runs.c.id.desc())
+            .limit(1)
+        )
+        with self.uow.transaction(unfenced=True) as connection:
+            row = connection.execute(query).first()
+            return _as_seen(connection, [dict(row._mapping)])[0] if row else None
+
+
+def _as_seen(connection: Connection, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A run still marked ``running`` whose lease has expired or passed to a later epoch is
+    shown as ``abandoned``: its process died or lost the hub (the next run closes it for good)."""
+    if not any(run["status"] == "running" and run["epoch"] is not None for run in runs):
+        return runs
+    now = utcnow_iso()
+    live = {
+        (row.scope, row.epoch)
+        for row in connection.execute(select(_leases))
+        if row.released_at is None and (row.expires_at or "") > now
+    }
+    for run in runs:
+        if run["status"] != "running" or run["epoch"] is None:
+            continue
+        scope = f"{run['direction']}:{run['account']}:{run['entity']}"
+        if (scope, run["epoch"]) not in live:
+            run["status"] = "abandoned"
+    return runs
 
 
 class CursorRepository(Repository):

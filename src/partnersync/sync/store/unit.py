@@ -12,6 +12,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -19,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from partnersync.auth.vault import Vault
-from partnersync.errors import ConfigError, StoreError
+from partnersync.errors import ConfigError, FencedOutError, StoreError
 from partnersync.sync.tables import (
     AccountRow,
     BaselineRow,
@@ -31,6 +32,7 @@ from partnersync.sync.tables import (
     ConflictRow,
     CursorRow,
     DeadLetterRow,
+    LeaseRow,
     LinkRow,
     OutboxRow,
     RecordRow,
@@ -50,6 +52,52 @@ _bindings = BindingRow.__table__  # type: ignore[attr-defined]
 _outbox = OutboxRow.__table__  # type: ignore[attr-defined]
 _baselines = BaselineRow.__table__  # type: ignore[attr-defined]
 _conflicts = ConflictRow.__table__  # type: ignore[attr-defined]
+_leases = LeaseRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A run's fencing token: the lease scope it holds and the epoch it was granted."""
+
+    scope: str
+    epoch: int
+
+
+CURRENT_FENCE: ContextVar[Fence | None] = ContextVar("partnersync_fence", default=None)
+"""The fence of the run the current task works for (copied into worker threads by anyio)."""
+
+
+@contextmanager
+def fenced(fence: Fence) -> Iterator[None]:
+    """Every hub transaction opened inside (in this task and the threads it offloads to) first
+    checks that ``fence`` is still current, and refuses to write otherwise."""
+    token = CURRENT_FENCE.set(fence)
+    try:
+        yield
+    finally:
+        CURRENT_FENCE.reset(token)
+
+
+def check_fence(connection: Connection, fence: Fence) -> None:
+    """Refuse the transaction unless ``fence`` holds the scope's current, unreleased epoch.
+
+    The check is a (no-op) UPDATE, so it takes the write lock on SQLite and the lease row's lock
+    on PostgreSQL: a takeover waits for this transaction, and no write lands after it.
+    """
+    result = connection.execute(
+        update(_leases)
+        .where(
+            _leases.c.scope == fence.scope,
+            _leases.c.epoch == fence.epoch,
+            _leases.c.released_at.is_(None),
+        )
+        .values(epoch=_leases.c.epoch)
+    )
+    if result.rowcount != 1:
+        raise FencedOutError(
+            f"{fence.scope}: this run's lease (epoch {fence.epoch}) was taken over by a later "
+            "run; nothing more is written by this one"
+        )
 
 
 def _dead_letter_aad(account: str, entity: str, external_id: str | None) -> str:
@@ -205,9 +253,14 @@ class UnitOfWork:
             ) from exc
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One transaction; SQLAlchemy errors become StoreError."""
+    def transaction(self, *, unfenced: bool = False) -> Iterator[Connection]:
+        """One transaction; SQLAlchemy errors become StoreError. Inside :func:`fenced` it first
+        checks the run's fence (``unfenced`` for the run's own bookkeeping: its lease, its
+        heartbeat, its final status)."""
         with self._translate(), self.engine.begin() as connection:
+            fence = None if unfenced else CURRENT_FENCE.get()
+            if fence is not None:
+                check_fence(connection, fence)
             yield connection
 
     # -- accounts ------------------------------------------------------------------------
