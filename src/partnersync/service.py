@@ -18,16 +18,35 @@ from partnersync.clock import Clock, SystemClock
 from partnersync.config import JobConfig, Project, validate_base_url, validate_directory
 from partnersync.connectors.base import AccountInfo, Connector, ConnectorSpec
 from partnersync.connectors.registry import ConnectorRegistry
-from partnersync.errors import ConfigError, ConnectorError, MappingError, VaultError
+from partnersync.errors import (
+    ConfigError,
+    ConnectorError,
+    MappingError,
+    PartnersyncError,
+    VaultError,
+)
 from partnersync.logs import RedactingFilter
 from partnersync.mapping.mapper import MapContext
+from partnersync.sync.budgets import HubBudgets
 from partnersync.sync.engine import PullEngine, PullOptions, PullProgress, RunSummary, parse_cursor
+from partnersync.sync.offload import blocking
 from partnersync.sync.push import TARGET_STATE, PushEngine, PushOptions, PushSummary
 from partnersync.sync.runner import LeaseKeeper, StopRequest
 from partnersync.sync.store import HubStore, MappedRecord, content_hash
 from partnersync.sync.store.leases import job_scope
 
 log = logging.getLogger("partnersync")
+
+STATUS_ORDER = ("failed", "interrupted", "abandoned", "partial", "succeeded")
+"""Worst first: a job run's status is the worst of its runs'."""
+
+
+def worst_status(statuses: Sequence[str]) -> str:
+    """The worst of ``statuses`` (``succeeded`` for none)."""
+    for status in STATUS_ORDER:
+        if status in statuses:
+            return status
+    return "succeeded"
 
 
 class KeyAdmin:
@@ -166,6 +185,7 @@ class Partnersync:
         self.redactor = redactor
         self.store = HubStore.open(project.database_url, self.vault)
         self.leases = LeaseKeeper(self.store, ttl=project.config.sync.lease_seconds)
+        self.budgets = HubBudgets(self.store, clock=self.clock)
         self.stop = StopRequest()
 
     def close(self) -> None:
@@ -387,7 +407,11 @@ class Partnersync:
             options=options,
         )
         connector = spec.connector(
-            info, auth=spec.auth(secrets), transport=transport, clock=self.clock
+            info,
+            auth=spec.auth(secrets),
+            transport=transport,
+            clock=self.clock,
+            budgets=self.budgets,
         )
         return connector, spec
 
@@ -544,33 +568,56 @@ class Partnersync:
         return summary
 
     async def run_job(
-        self, name: str, *, dry_run: bool = False, force: bool = False
+        self, name: str, *, dry_run: bool = False, force: bool = False, trigger: str = "manual"
     ) -> list[RunSummary | PushSummary]:
         """Pull the job's sources, refresh its targets, push to each target with the job's
         own settings. The job's lease is held throughout: AlreadyRunningError at once while the
         job runs anywhere else (cron mode)."""
         job = self.validate_job(name)  # before anything runs
         async with self.leases.hold(job_scope(name), fence=False):
-            return await self._run_job(name, job, dry_run=dry_run, force=force)
+            job_run = await blocking(
+                self.store.job_runs.start, name, holder=self.leases.holder, trigger=trigger
+            )
+            results: list[RunSummary | PushSummary] = []
+            status, error = "failed", None
+            try:
+                await self._run_job(name, job, results, dry_run=dry_run, force=force)
+                status = worst_status([r.status for r in results])
+                error = next((r.error for r in results if r.error), None)
+            except PartnersyncError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                raise
+            except BaseException as exc:
+                status, error = "interrupted", f"{type(exc).__name__}"
+                raise
+            finally:
+                self.store.job_runs.finish(
+                    job_run, status=status, run_ids=[r.run_id for r in results], error=error
+                )
+            return results
 
     async def _run_job(
-        self, name: str, job: JobConfig, *, dry_run: bool, force: bool
-    ) -> list[RunSummary | PushSummary]:
-        results: list[RunSummary | PushSummary] = []
+        self,
+        name: str,
+        job: JobConfig,
+        results: list[RunSummary | PushSummary],
+        *,
+        dry_run: bool,
+        force: bool,
+    ) -> None:
         if job.pull_sources:
             for source in job.sources:
                 if self.stop.requested:
-                    return results
+                    return
                 results.append(await self.pull(source, job.entity))
         state = TARGET_STATE[job.entity]
         for target in job.targets:
             if self.stop.requested:
-                return results
+                return
             if job.refresh_targets and state is not None:
                 results.append(await self._refresh(target, state))
             options = self.push_options(target, job.entity, job=name, dry_run=dry_run, force=force)
             results.append(await self.push(target, job.entity, options, refresh=False))
-        return results
 
     async def replay(self, letter_ids: Sequence[int]) -> list[tuple[int, str]]:
         """Retry dead letters from the current state; returns (id, what happened) for each.

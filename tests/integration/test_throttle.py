@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import os
+import secrets
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,3 +66,65 @@ async def test_with_pacing_no_throttled_answers_and_most_of_the_restore_rate_use
     utilisation = spent / (RESTORE * elapsed + BUCKET - entries[0]["available"])
     print(f"pacing used {utilisation:.0%} of the restore rate over {elapsed:.2f}s")
     assert utilisation >= 0.8, f"used {utilisation:.0%} of the restore rate"
+
+
+def _pull_in_a_process(project: Path, keys: str, entity: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "partnersync", "-p", str(project), "sync", "pull", "shop", entity],
+        env={**os.environ, "PARTNERSYNC_KEYS": keys},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _project(
+    root: Path, keys: str, shop: ShopifySandbox, database_url: str, **options: Any
+) -> Path:
+    service = make_service(root, Vault.parse(keys), database_url)
+    wire_shop(service, shop, page_size=25, **options)
+    service.close()
+    (root / "partnersync.toml").write_text(f'[hub]\ndatabase = "{database_url}"\n')
+    return root
+
+
+def _throttled_with(
+    projects: list[Path], keys: str, shop: ShopifySandbox, *, must_finish: bool = True
+) -> int:
+    shop.log.clear()
+    shop.bucket.set_limits(capacity=1000.0, restore_rate=2000.0)
+    time.sleep(0.6)  # the bucket refills to full before the race
+    processes = [
+        _pull_in_a_process(project, keys, entity)
+        for project, entity in zip(projects, ("inventory", "orders"), strict=True)
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0 or not must_finish, err
+    return sum(1 for entry in shop.log.entries if entry.get("throttled"))
+
+
+def test_two_processes_on_one_hub_share_the_shop_bucket_and_are_never_throttled(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Two OS processes pulling from one shop at once draw from one budget in the hub, so
+    together they stay within the shop's bucket; two processes on separate hubs (each sure the
+    whole bucket is its own) are throttled on the same race."""
+    keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    with ShopifySandbox(
+        token=SHOP_TOKEN, bucket_size=1000.0, restore_rate=2000.0, products=60, orders=75
+    ) as shop:
+        shared = _project(tmp_path / "one", keys, shop, database_url)
+        assert _throttled_with([shared, shared], keys, shop) == 0
+        apart = [
+            # Two attempts: a process throttled over and over gives up instead of waiting it out.
+            _project(
+                tmp_path / name,
+                keys,
+                shop,
+                f"sqlite:///{tmp_path / name / 'hub.db'}",
+                max_attempts=2,
+            )
+            for name in ("a", "b")
+        ]
+        assert _throttled_with(apart, keys, shop, must_finish=False) > 0

@@ -80,7 +80,26 @@ async def test_429_honours_fractional_retry_after(mock: respx.MockRouter) -> Non
     )
     clock = FakeClock()
     await client(clock).request_json("GET", "/items")
-    assert clock.sleeps == [2.0]
+    assert len(clock.sleeps) == 1
+    # Never before the advertised instant; after it by this client's own jitter (50 ms to a
+    # tenth of the wait more).
+    assert 2.05 <= clock.sleeps[0] <= 2.25
+
+
+async def test_waiters_after_one_throttle_answer_come_back_spread_out(
+    mock: respx.MockRouter,
+) -> None:
+    """Twenty clients told "Retry-After: 2" do not all retry in the same millisecond."""
+    answers = [httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(200, json=[])]
+    mock.get("/items").mock(side_effect=answers * 20)
+    waits = []
+    for _ in range(20):
+        clock = FakeClock()
+        await client(clock).request_json("GET", "/items")
+        waits.extend(clock.sleeps)
+    assert min(waits) >= 2.05
+    assert max(waits) - min(waits) >= 0.05
+    assert len({round(w, 3) for w in waits}) >= 15
 
 
 async def test_retry_after_above_the_cap_is_not_slept_on(mock: respx.MockRouter) -> None:

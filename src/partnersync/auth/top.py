@@ -63,6 +63,12 @@ class TopSignAuth(httpx.Auth):
         self._sign_method = sign_method
         self._now = now or (lambda: datetime.now(UTC))
 
+    @property
+    def app_key(self) -> str:
+        """The app's key (a public parameter of every call, not a secret): TOP counts its
+        limits per app."""
+        return self._app_key
+
     def __repr__(self) -> str:
         return f"TopSignAuth(app_key={self._app_key!r}, secret=<redacted>, session=<redacted>)"
 

@@ -21,6 +21,7 @@ key file, the log file) are resolved against that directory. Example::
 
     [jobs.stock]                                   # partnersync sync run stock
     entity = "inventory"
+    schedule = { every = "5m" }                    # or { cron = "*/5 * * * *" }
     sources = ["erp"]                              # a file account with stock CSVs
     targets = ["my-shop"]
     buffer = 2                                     # keep 2 back on every channel
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from partnersync.errors import ConfigError
@@ -79,6 +80,56 @@ class AccountConfig(_Strict):
 
 
 Owner = Literal["hub", "platform", "newest"]
+Lane = Literal["urgent", "bulk"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``5m``, ``1.5h``, ``1d`` → seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h or 1d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class ScheduleConfig(_Strict):
+    """When a job runs: ``every = "5m"`` or ``cron = "*/5 * * * *"`` (UTC unless ``timezone``).
+
+    ``misfire_grace_seconds``: a fire up to this late (the machine slept, the daemon was
+    stopped) still runs — once, however many fires were missed; later than that it is skipped
+    and logged. ``jitter_seconds`` spreads many jobs' fires apart.
+    """
+
+    every: str | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+    misfire_grace_seconds: float = Field(default=300.0, ge=1)
+    jitter_seconds: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> ScheduleConfig:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError('give exactly one of every (e.g. "5m") or cron')
+        if self.every is not None and not parse_duration(self.every) > 0:
+            raise ValueError("every must be longer than 0s")
+        if self.cron is not None:
+            fields = self.cron.split()
+            if len(fields) != 5:
+                raise ValueError(
+                    f"cron {self.cron!r} needs 5 fields: minute hour day month weekday"
+                )
+        return self
+
+    @property
+    def every_seconds(self) -> float | None:
+        """The interval in seconds (None for a cron schedule)."""
+        return parse_duration(self.every) if self.every is not None else None
+
+    def describe(self) -> str:
+        """``every 5m`` or ``cron */5 * * * * (UTC)``."""
+        return f"every {self.every}" if self.every else f"cron {self.cron} ({self.timezone})"
 
 
 class JobConfig(_Strict):
@@ -106,6 +157,18 @@ class JobConfig(_Strict):
     max_drastic_share: float = Field(default=0.2, ge=0, le=1)
     ownership: dict[str, Owner] = Field(default_factory=dict)
     default_owner: Owner = "hub"
+    schedule: ScheduleConfig | None = None
+    """When the daemon runs this job (``partnersync schedule run``); none: only by hand/cron."""
+    lane: Lane | None = None
+    """``urgent`` (default for inventory, orders, fulfillments) or ``bulk`` (default for
+    products): urgent jobs never wait behind a catalogue backfill."""
+
+    @property
+    def priority_lane(self) -> Lane:
+        """The job's lane, explicit or by entity."""
+        if self.lane is not None:
+            return self.lane
+        return "bulk" if self.entity == "products" else "urgent"
 
 
 class ProjectConfig(_Strict):

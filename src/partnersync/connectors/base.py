@@ -42,7 +42,7 @@ import httpx
 
 from partnersync.clock import Clock, SystemClock
 from partnersync.connectors.http.client import HttpClient, RetryPolicy
-from partnersync.connectors.http.ratelimit import TokenBucket
+from partnersync.connectors.http.ratelimit import RateBudget, TokenBucket
 from partnersync.errors import CapabilityError
 
 if TYPE_CHECKING:
@@ -176,6 +176,10 @@ class ProductWriteOutcome:
     variant_ids: Mapping[str, str] = field(default_factory=dict)
 
 
+BudgetFactory = Callable[[str, float, float], RateBudget]
+"""(key, capacity, refill rate) → the budget of that key."""
+
+
 @dataclass(frozen=True)
 class AccountInfo:
     """The non-secret facts a connector needs about the account it talks to."""
@@ -200,11 +204,21 @@ class Connector(ABC):
         auth: httpx.Auth | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
+        budgets: BudgetFactory | None = None,
     ) -> None:
         self.account = account
         self.auth = auth
         self.transport = transport
         self.clock = clock or SystemClock()
+        self.budgets = budgets
+
+    def rate_budget(self, key: str, capacity: float, refill_rate: float) -> RateBudget:
+        """The budget requests spend from, keyed as the platform counts its limit (e.g. per
+        app and shop): shared with every job and process using the same key when the sync
+        layer passes ``budgets``, this connector's own token bucket otherwise."""
+        if self.budgets is None:
+            return TokenBucket(capacity, refill_rate, clock=self.clock)
+        return self.budgets(f"{self.platform}:{key}", capacity, refill_rate)
 
     async def __aenter__(self) -> Self:
         return self
@@ -220,7 +234,7 @@ class Connector(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections (default: nothing to release)."""
 
-    def http_client(self, base_url: str, *, limiter: TokenBucket | None = None) -> HttpClient:
+    def http_client(self, base_url: str, *, limiter: RateBudget | None = None) -> HttpClient:
         """The shared HTTP client for this account: its auth, transport and clock, and the
         account options ``max_attempts`` (default 6) and ``timeout`` (seconds, default 30)."""
         options = self.account.options

@@ -5,24 +5,28 @@ and operation (SP-API); the connector names the budget a request spends from (it
 published size. The budget itself lives in the hub, so a stock push and an order pull on one shop
 draw from one bucket — in one process or in many, on SQLite or PostgreSQL.
 
-Each spend is one short transaction using virtual scheduling: the cost is taken at once (the
-balance may go below zero) and the caller sleeps until the balance it found would have refilled
-to cover it. Callers are served in the order they asked, nobody polls, and a 429's ``Retry-After``
-becomes a debt every process waits out (each with its own jitter). A platform's report of the
-bucket lowers the balance, never raises it: reservations made since its answer was produced are
-not forgotten.
+Each spend is one short transaction scheduling it by GCRA (the generic cell rate algorithm, a
+leaky bucket kept as one instant): the caller learns at once when its request may go and sleeps
+until then. Callers are served in the order they asked, nobody polls, and a 429's
+``Retry-After`` pauses every process until that instant (each adds its own jitter).
+
+Each request reserves what it may cost; what the platform says it charged less is refunded. A
+platform's report of the bucket only ever lowers what we count on (another process's
+reservations in flight are not in it, so adopting it as such would hand them out twice).
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from partnersync.clock import Clock, SystemClock
+from partnersync.connectors.http.client import throttle_jitter
 from partnersync.connectors.http.ratelimit import NOTABLE_WAIT
 from partnersync.sync.offload import blocking
 from partnersync.sync.store import HubStore
@@ -39,6 +43,19 @@ def _locked_row(connection: Connection, key: str) -> Any:
     # SQLite: a no-op write first takes the database's write lock for this transaction.
     connection.execute(update(_budgets).where(_budgets.c.key == key).values(key=_budgets.c.key))
     return connection.execute(select(_budgets).where(_budgets.c.key == key)).one()
+
+
+@dataclass(frozen=True)
+class Report:
+    """A platform's report of its bucket: the balance, when we read it, what the answered
+    requests reserved beyond their charge, and the bucket's size and rate if said."""
+
+    available: float
+    at: float
+    refund: float
+    mark: float
+    capacity: float | None = None
+    refill_rate: float | None = None
 
 
 class HubBudget:
@@ -61,7 +78,8 @@ class HubBudget:
         self.refill_rate = float(refill_rate)
         self._clock = clock or SystemClock()
         self.waited = 0.0
-        self._report: tuple[float, float | None, float | None] | None = None
+        self._report: Report | None = None
+        self._marks: deque[float] = deque(maxlen=64)
         self._ensure()
 
     # -- the transactions (run in worker threads) ------------------------------------------
@@ -74,8 +92,7 @@ class HubBudget:
                     key=self.key,
                     capacity=self.capacity,
                     refill_rate=self.refill_rate,
-                    available=self.capacity,
-                    stamp=time.time(),
+                    tat=0.0,
                 )
                 .on_conflict_do_nothing(index_elements=["key"])
             )
@@ -84,44 +101,67 @@ class HubBudget:
         self,
         spend: float = 0.0,
         *,
-        report: float | None = None,
-        capacity: float | None = None,
-        refill_rate: float | None = None,
-        debt_seconds: float | None = None,
-    ) -> float:
-        """Refill, apply a report or a debt, spend; returns the seconds to wait for the spend."""
+        report: Report | None = None,
+        pause: float | None = None,
+    ) -> tuple[float, float]:
+        """Apply a report or a pause, then schedule a spend; returns the seconds to wait before
+        sending it (never before a pause the platform asked for has passed) and the running
+        total of spends after it (which marks it as the latest).
+
+        GCRA: ``tat`` is the instant at which the bucket would be full again; a spend of ``c``
+        moves it ``c / rate`` later and may go once the bucket holds ``c``, i.e. at
+        ``tat_after - capacity / rate``. Unlike a balance that may go negative, this never
+        counts refill the bucket could not hold.
+        """
         with self.store.uow.transaction(unfenced=True) as connection:
             row = _locked_row(connection, self.key)
-            now = time.time()
-            capacity = capacity or row.capacity
-            rate = refill_rate or row.refill_rate
-            available = min(capacity, row.available + max(0.0, now - row.stamp) * rate)
+            now = self._clock.now().timestamp()
+            capacity = (report.capacity if report else None) or row.capacity
+            rate = (report.refill_rate if report else None) or row.refill_rate
+            tat = max(row.tat, now)
+            floor = row.tat_floor
             if report is not None:
-                available = min(available, report)
-            if debt_seconds is not None:
-                available = min(available, -debt_seconds * rate)
-            wait = max(0.0, (spend - available) / rate) if spend else 0.0
-            available -= spend
+                # Our reservations were of the requested cost; the platform charged less. A
+                # refund cannot undo the latest scheduled spend: the bucket held at most its
+                # capacity then, so it is full again no sooner than that spend's cost later —
+                # unless the refund is that very spend's.
+                if row.spent_total == report.mark:
+                    floor -= report.refund / rate
+                tat = max(now, floor, tat - report.refund / rate)
+                # A platform emptier than we think (someone outside this hub spends too).
+                tat = max(tat, report.at + (capacity - report.available) / rate)
+            paused_until = row.paused_until
+            if pause is not None:
+                paused_until = max(paused_until, now + pause)
+            wait = 0.0
+            if spend:
+                tat += spend / rate
+                wait = max(0.0, tat - capacity / rate - now)
+                floor = now + wait + spend / rate
+                if paused_until > now:
+                    wait = max(wait, paused_until - now + throttle_jitter(paused_until - now))
+            mark = row.spent_total + spend
             connection.execute(
                 update(_budgets)
                 .where(_budgets.c.key == self.key)
-                .values(available=available, stamp=now, capacity=capacity, refill_rate=rate)
+                .values(
+                    tat=tat,
+                    tat_floor=floor,
+                    capacity=capacity,
+                    refill_rate=rate,
+                    paused_until=paused_until,
+                    spent_total=mark,
+                )
             )
         self.capacity, self.refill_rate = capacity, rate
-        return wait
+        return wait, mark
 
     # -- what connectors call (the RateBudget protocol) ------------------------------------
     async def acquire(self, cost: float = 1.0) -> None:
         """Take ``cost`` from the shared balance and wait until it is covered."""
         report, self._report = self._report, None
-        available, capacity, rate = report if report else (None, None, None)
-        wait = await blocking(
-            self._settle,
-            min(cost, capacity or self.capacity),
-            report=available,
-            capacity=capacity,
-            refill_rate=rate,
-        )
+        wait, mark = await blocking(self._settle, min(cost, self.capacity), report=report)
+        self._marks.append(mark)
         if wait > 0:
             if wait >= NOTABLE_WAIT:
                 log.info("waiting %.1f s for the rate limit (%s)", wait, self.key)
@@ -129,13 +169,22 @@ class HubBudget:
             await self._clock.sleep(wait)
 
     def observe(
-        self, available: float, capacity: float | None = None, refill_rate: float | None = None
+        self,
+        available: float,
+        capacity: float | None = None,
+        refill_rate: float | None = None,
+        *,
+        refund: float = 0.0,
     ) -> None:
-        """The platform's report of the bucket: applied with the next spend (no database call
-        on the event loop); the balance drops to it if it is lower."""
-        if self._report is not None:
-            available = min(available, self._report[0])
-        self._report = (float(available), capacity, refill_rate)
+        """The platform's report of the bucket, and ``refund`` = what the answered request was
+        charged less than it reserved: applied with the next spend (no database call on the
+        event loop). The report only ever lowers the shared balance — other processes'
+        reservations in flight are not in it — while the refund raises it."""
+        refund += self._report.refund if self._report else 0.0
+        mark = self._marks.popleft() if self._marks else -1.0
+        self._report = Report(
+            float(available), self._clock.now().timestamp(), refund, mark, capacity, refill_rate
+        )
 
     def observe_used(self, used: float, capacity: float) -> None:
         """A ``used/capacity`` report such as ``X-Shopify-Shop-Api-Call-Limit: 32/40``."""
@@ -144,15 +193,15 @@ class HubBudget:
     async def pause(self, seconds: float) -> None:
         """The platform said to come back in ``seconds``: every spender, in every process,
         waits that long from now."""
-        await blocking(self._settle, debt_seconds=seconds)
+        await blocking(self._settle, pause=seconds)
 
     @property
     def available(self) -> float:
-        """The shared balance now (negative: spends already promised)."""
+        """What the bucket holds now, as the hub sees it (for tests and benchmarks)."""
         with self.store.uow.transaction(unfenced=True) as connection:
             row = connection.execute(select(_budgets).where(_budgets.c.key == self.key)).one()
-        now = time.time()
-        return float(min(row.capacity, row.available + max(0.0, now - row.stamp) * row.refill_rate))
+        now = self._clock.now().timestamp()
+        return float(row.capacity - max(0.0, row.tat - now) * row.refill_rate)
 
 
 class HubBudgets:

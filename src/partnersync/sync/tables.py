@@ -127,6 +127,41 @@ class LeaseRow(SQLModel, table=True):
     released_at: str | None = None
 
 
+class JobRunRow(SQLModel, table=True):
+    """One run of a project-file job (its pulls and pushes are rows of ``runs``)."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_job", "job"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str
+    holder: str | None = None
+    trigger: str = "manual"
+    status: str = "running"
+    started_at: str
+    finished_at: str | None = None
+    runs: str | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class BudgetRow(SQLModel, table=True):
+    """A platform's rate budget shared by every process (``sync/budgets.py``). Instants are
+    Unix seconds: they are only ever subtracted from one another."""
+
+    __tablename__ = "rate_budgets"
+
+    key: str = Field(primary_key=True)
+    capacity: float
+    refill_rate: float
+    tat: float = 0.0
+    """GCRA's theoretical arrival time: when the bucket is full again."""
+    tat_floor: float = 0.0
+    """The earliest ``tat`` refunds may bring back: the latest scheduled spend's send time
+    plus its cost's refill time."""
+    paused_until: float = 0.0
+    spent_total: float = 0.0
+
+
 class DeadLetterRow(SQLModel, table=True):
     """A record that could not be mapped; the raw payload is a vault ciphertext."""
 

@@ -216,8 +216,11 @@ async def test_throttled_waits_until_the_bucket_holds_the_query_cost(
         pages = [page async for page in shop.pull("products")]
     assert len(pages) == 1
     assert route.call_count == 3
-    # One wait of (requested - 100 available) / 50 per second, and not a second more in total.
-    assert clock.sleeps == [pytest.approx((requested - 100) / 50, abs=0.01)]
+    # One wait of (requested - 100 available) / 50 per second plus this client's own jitter
+    # (50 ms up to a tenth of the wait more), and not a second more in total.
+    advertised = (requested - 100) / 50
+    assert len(clock.sleeps) == 1
+    assert advertised + 0.05 <= clock.sleeps[0] <= advertised + 0.05 + 0.1 * advertised + 0.01
     assert shop.throttled == 1
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from tenacity import (
 )
 
 from partnersync.clock import Clock, SystemClock
-from partnersync.connectors.http.ratelimit import TokenBucket
+from partnersync.connectors.http.ratelimit import RateBudget
 from partnersync.errors import (
     Action,
     AuthenticationError,
@@ -66,6 +67,13 @@ class RetryPolicy:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     retry_after_cap: float = 300.0
+
+
+def throttle_jitter(wait: float) -> float:
+    """A waiter's own delay on top of an advertised retry instant (50 ms up to a tenth of the
+    wait, at most 1 s more), so clients sharing a shop do not all come back in the same
+    millisecond."""
+    return random.uniform(0.05, 0.05 + min(1.0, 0.1 * max(0.0, wait)))
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -114,7 +122,7 @@ class HttpClient:
         base_url: str,
         *,
         auth: httpx.Auth | None = None,
-        limiter: TokenBucket | None = None,
+        limiter: RateBudget | None = None,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -152,7 +160,9 @@ class HttpClient:
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-            wait = min(exc.retry_after, self.retry.retry_after_cap)
+            wait = min(exc.retry_after, self.retry.retry_after_cap) + throttle_jitter(
+                exc.retry_after
+            )
         else:
             backoff = wait_random_exponential(
                 multiplier=self.retry.backoff_initial, max=self.retry.backoff_max
@@ -249,7 +259,13 @@ class HttpClient:
                 f"invalid JSON from {method} {url} (HTTP {response.status_code})",
                 status_code=response.status_code,
             ) from exc
-        if check is not None:
-            check(response, body)
-        error_for_status(response, self.clock.now())
+        try:
+            if check is not None:
+                check(response, body)
+            error_for_status(response, self.clock.now())
+        except RateLimitedError as exc:
+            if self.limiter is not None and exc.retry_after:
+                # Everyone spending this budget (other jobs, other processes) waits too.
+                await self.limiter.pause(min(exc.retry_after, self.retry.retry_after_cap))
+            raise
         return response, body

@@ -10,6 +10,7 @@ discovering it through 429s.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import anyio
 
@@ -18,6 +19,31 @@ from partnersync.clock import Clock, SystemClock
 log = logging.getLogger("partnersync.http")
 NOTABLE_WAIT = 0.5
 """Waits at least this long (seconds) are said, not only done."""
+
+
+class RateBudget(Protocol):
+    """What a connector spends from before each request: this process's :class:`TokenBucket`,
+    or a budget shared through the hub by every process (the sync layer provides it)."""
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        """Wait until ``cost`` may be spent, then spend it."""
+
+    def observe(
+        self,
+        available: float,
+        capacity: float | None = None,
+        refill_rate: float | None = None,
+        *,
+        refund: float = 0.0,
+    ) -> None:
+        """Adopt the platform's report of the bucket; ``refund``: how much less the answered
+        request was charged than it reserved."""
+
+    def observe_used(self, used: float, capacity: float) -> None:
+        """Adopt a ``used/capacity`` report."""
+
+    async def pause(self, seconds: float) -> None:
+        """The platform said to come back in ``seconds``: nobody spends before then."""
 
 
 class TokenBucket:
@@ -32,6 +58,7 @@ class TokenBucket:
         self._available = float(capacity)
         self._stamp = self._clock.monotonic()
         self._lock = anyio.Lock()
+        self._paused_until = 0.0
         self.waited = 0.0
 
     def _refill(self) -> None:
@@ -55,7 +82,7 @@ class TokenBucket:
     async def acquire(self, cost: float = 1.0) -> None:
         """Wait until ``cost`` tokens are available, then spend them."""
         async with self._lock:
-            delay = self.wait_time(cost)
+            delay = max(self.wait_time(cost), self._paused_until - self._clock.monotonic())
             if delay > 0:
                 if delay >= NOTABLE_WAIT:
                     log.info("waiting %.1f s for the rate limit", delay)
@@ -69,8 +96,11 @@ class TokenBucket:
         available: float,
         capacity: float | None = None,
         refill_rate: float | None = None,
+        *,
+        refund: float = 0.0,
     ) -> None:
-        """Adopt the platform's own report of the bucket (it knows better than our estimate)."""
+        """Adopt the platform's own report of the bucket (it knows better than our estimate;
+        for this one process it already includes any ``refund``)."""
         if capacity and capacity > 0:
             self.capacity = float(capacity)
         if refill_rate and refill_rate > 0:
@@ -81,3 +111,12 @@ class TokenBucket:
     def observe_used(self, used: float, capacity: float) -> None:
         """Adopt a ``used/capacity`` report such as ``X-Shopify-Shop-Api-Call-Limit: 32/40``."""
         self.observe(available=capacity - used, capacity=capacity)
+
+    async def pause(self, seconds: float) -> None:
+        """Spend nothing for ``seconds`` (a 429's ``Retry-After``)."""
+        self._paused_until = max(self._paused_until, self._clock.monotonic() + seconds)
+
+
+def own_bucket(key: str, capacity: float, refill_rate: float) -> RateBudget:
+    """A budget for this connector alone (the default when no shared budgets are given)."""
+    return TokenBucket(capacity, refill_rate)

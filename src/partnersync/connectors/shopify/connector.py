@@ -21,12 +21,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from partnersync.clock import Clock
 from partnersync.connectors.base import (
     AccountInfo,
+    BudgetFactory,
     Capabilities,
     Connector,
     EntityCapability,
@@ -38,7 +40,7 @@ from partnersync.connectors.base import (
 )
 from partnersync.connectors.http.client import HttpClient, RetryPolicy
 from partnersync.connectors.http.pagination import GraphQLCursorPaginator, RequestSpec, paginate
-from partnersync.connectors.http.ratelimit import TokenBucket
+from partnersync.connectors.http.ratelimit import RateBudget
 from partnersync.connectors.shopify import queries
 from partnersync.connectors.shopify.cost import (
     MAX_PAGE_SIZE,
@@ -142,8 +144,9 @@ class ShopifyConnector(Connector):
         auth: httpx.Auth | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
+        budgets: BudgetFactory | None = None,
     ) -> None:
-        super().__init__(account, auth=auth, transport=transport, clock=clock)
+        super().__init__(account, auth=auth, transport=transport, clock=clock, budgets=budgets)
         options = account.options
         self.api_version = account.api_version or DEFAULT_API_VERSION
         self.max_query_cost = int(options.get("max_query_cost", SINGLE_QUERY_MAX_COST))
@@ -153,11 +156,11 @@ class ShopifyConnector(Connector):
             "inventory": int(options.get("levels_first", 10)),
             "orders": int(options.get("line_items_first", 10)),
         }
-        self.limiter: TokenBucket | None = (
-            TokenBucket(
-                capacity=float(options.get("bucket_size", 1000)),
-                refill_rate=float(options.get("restore_rate", 100)),
-                clock=self.clock,
+        self.limiter: RateBudget | None = (
+            self.rate_budget(
+                urlsplit(account.base_url).netloc,  # Shopify counts per app and shop
+                float(options.get("bucket_size", 1000)),
+                float(options.get("restore_rate", 100)),
             )
             if options.get("pace", True)
             else None
@@ -216,10 +219,14 @@ class ShopifyConnector(Connector):
         cost = extensions.get("cost") if isinstance(extensions, dict) else None
         status = cost.get("throttleStatus") if isinstance(cost, dict) else None
         if isinstance(status, dict) and self.limiter is not None:
+            requested = float(cost.get("requestedQueryCost") or 0)  # type: ignore[union-attr]
+            actual = cost.get("actualQueryCost")  # type: ignore[union-attr]
             self.limiter.observe(
                 float(status.get("currentlyAvailable", 0)),
                 float(status.get("maximumAvailable") or 0) or None,
                 float(status.get("restoreRate") or 0) or None,
+                # A throttled query is not charged: its whole reservation comes back.
+                refund=max(0.0, requested - float(actual or 0)),
             )
         errors = body.get("errors")
         if not errors or isinstance(errors, str):

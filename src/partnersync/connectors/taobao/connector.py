@@ -46,7 +46,6 @@ from partnersync.connectors.base import (
     Writer,
 )
 from partnersync.connectors.http.pagination import ModifiedKeyset
-from partnersync.connectors.http.ratelimit import TokenBucket
 from partnersync.connectors.taobao.mappers import LOCATION, stock_handle, top_time
 from partnersync.errors import (
     AuthenticationError,
@@ -131,7 +130,7 @@ class TaobaoConnector(Connector):
         qps = float(options.get("qps", 20))
         self.http = self.http_client(
             account.base_url.rstrip("/"),
-            limiter=TokenBucket(capacity=qps, refill_rate=qps, clock=self.clock),
+            limiter=self.rate_budget(getattr(self.auth, "app_key", account.name), qps, qps),
         )
 
     async def aclose(self) -> None:

@@ -17,6 +17,7 @@ from partnersync.sync.store.accounts import AccountRepository
 from partnersync.sync.store.bindings import BindingRepository
 from partnersync.sync.store.conflicts import ConflictRepository
 from partnersync.sync.store.dead_letters import DeadLetterRepository
+from partnersync.sync.store.jobs import JobRunRepository
 from partnersync.sync.store.keys import KeyRepository
 from partnersync.sync.store.leases import Lease, LeaseRepository
 from partnersync.sync.store.outbox import OutboxRepository
@@ -55,6 +56,7 @@ class HubStore:
         self.conflicts = ConflictRepository(self.uow)
         self.keys = KeyRepository(self.uow)
         self.leases = LeaseRepository(self.uow)
+        self.job_runs = JobRunRepository(self.uow)
 
     @property
     def engine(self) -> Engine:

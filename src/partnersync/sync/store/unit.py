@@ -29,9 +29,11 @@ from partnersync.sync.tables import (
     AccountRow,
     BaselineRow,
     BindingRow,
+    BudgetRow,
     ConflictRow,
     CursorRow,
     DeadLetterRow,
+    JobRunRow,
     LeaseRow,
     LinkRow,
     OutboxRow,
@@ -53,6 +55,8 @@ _outbox = OutboxRow.__table__  # type: ignore[attr-defined]
 _baselines = BaselineRow.__table__  # type: ignore[attr-defined]
 _conflicts = ConflictRow.__table__  # type: ignore[attr-defined]
 _leases = LeaseRow.__table__  # type: ignore[attr-defined]
+_job_runs = JobRunRow.__table__  # type: ignore[attr-defined]
+_budgets = BudgetRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
