@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+from contextvars import ContextVar
 from pathlib import Path
 
 from partnersync.errors import ConfigError
@@ -37,6 +39,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+CURRENT_RUN: ContextVar[int | None] = ContextVar("partnersync_run", default=None)
+"""The sync run the current task works for: JSON log lines carry it as ``run_id``."""
+
+
+class RunIdFilter(logging.Filter):
+    """Stamps each record with the current run's id (``None`` outside a run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add ``run_id``; never drops a record."""
+        record.run_id = CURRENT_RUN.get()
+        return True
+
+
 LEVEL_ENV = "PARTNERSYNC_LOG_LEVEL"
 FORMAT_ENV = "PARTNERSYNC_LOG_FORMAT"
 
@@ -52,13 +67,19 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        run_id = getattr(record, "run_id", None)
+        if run_id is not None:
+            entry["run_id"] = run_id
         if record.exc_text:
             entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(log_file: Path, level: int | str | None = None) -> RedactingFilter:
-    """Send partnersync's (and httpx's) logs to ``log_file``; returns the redaction filter.
+def configure_logging(
+    log_file: Path, level: int | str | None = None, *, to_stderr: bool = False
+) -> RedactingFilter:
+    """Send partnersync's (and httpx's) logs to ``log_file`` (and stderr, for daemons under
+    systemd or Kubernetes, with ``to_stderr``); returns the redaction filter.
 
     The level is ``level``, else ``$PARTNERSYNC_LOG_LEVEL``, else INFO (waits and retries are
     said at INFO); database-migration chatter is kept to warnings.
@@ -71,19 +92,27 @@ def configure_logging(log_file: Path, level: int | str | None = None) -> Redacti
     if not log_file.exists():  # owner-only from the first byte (0600)
         os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT, 0o600))
     redactor = RedactingFilter()
-    handler = logging.FileHandler(log_file, encoding="utf-8")
-    if os.environ.get(FORMAT_ENV, "").lower() == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(redactor)
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file, encoding="utf-8")]
+    if to_stderr:
+        handlers.append(logging.StreamHandler(sys.stderr))
     root = logging.getLogger()
     for existing in list(root.handlers):
         if getattr(existing, "_partnersync", False):
             root.removeHandler(existing)
             existing.close()
-    handler._partnersync = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+    for handler in handlers:
+        if os.environ.get(FORMAT_ENV, "").lower() == "json":
+            handler.setFormatter(JsonFormatter())
+        else:
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+        handler.addFilter(redactor)
+        handler.addFilter(RunIdFilter())
+        handler._partnersync = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
     root.setLevel(resolved)
     logging.getLogger("alembic").setLevel(max(resolved, logging.WARNING))
+    # APScheduler says "Running job ..." at INFO on every fire; we log what the job did.
+    logging.getLogger("apscheduler").setLevel(max(resolved, logging.WARNING))
     return redactor

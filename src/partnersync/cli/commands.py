@@ -21,26 +21,30 @@ import anyio
 import typer
 from rich.table import Table
 
+from partnersync import operations
 from partnersync.auth.vault import KEYS_ENV
 from partnersync.cli.render import (
     capability_rows,
     capability_table,
     console,
+    doctor_table,
     emit_json,
     errors,
     plan_dict,
     plan_table,
     print_push,
+    print_status,
     pull_progress,
+    schedule_table,
     summary_dict,
     summary_table,
 )
 from partnersync.config import init_project, load_project
 from partnersync.config.times import parse_since
-from partnersync.errors import PartnersyncError
+from partnersync.errors import AlreadyRunningError, PartnersyncError
 from partnersync.logs import configure_logging
 from partnersync.service import KeyAdmin, Partnersync, installed_connectors
-from partnersync.sync.engine import RunSummary
+from partnersync.sync.engine import PullProgress, RunSummary
 from partnersync.sync.push import MassChangeError, PushSummary
 
 app = typer.Typer(
@@ -61,6 +65,10 @@ cursors_app = typer.Typer(help="Where incremental pulls start.", no_args_is_help
 config_app = typer.Typer(help="The project's settings.", no_args_is_help=True)
 mapping_app = typer.Typer(help="How platform records map.", no_args_is_help=True)
 keys_app = typer.Typer(help="The encryption keys of the hub's secrets.", no_args_is_help=True)
+schedule_app = typer.Typer(
+    help="When jobs run: the daemon and its schedules.", no_args_is_help=True
+)
+db_app = typer.Typer(help="The hub database.", no_args_is_help=True)
 for sub, name in [
     (accounts_app, "accounts"),
     (sync_app, "sync"),
@@ -73,6 +81,8 @@ for sub, name in [
     (config_app, "config"),
     (mapping_app, "mapping"),
     (keys_app, "keys"),
+    (schedule_app, "schedule"),
+    (db_app, "db"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -92,16 +102,21 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 class _State:
     project_dir: Path | None = None
     log_level: str | None = None
+    committed: str | None = None
+    """What the pull under way has committed so far (said if it is interrupted)."""
 
 
 state = _State()
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: try again later
 EXIT_CODES = f"""Exit codes: {EXIT_OK} success; {EXIT_FAILED} a run failed; {EXIT_USAGE} usage or
 configuration error; {EXIT_INTERNAL} internal error (a bug: details in the log file);
 {EXIT_PARTIAL} partial (dead letters, or records a push could not place);
-{EXIT_INTERRUPTED} interrupted (committed pages are kept; run again to resume)."""
+{EXIT_ALREADY_RUNNING} already running (the same job, or the same account × entity × direction,
+runs elsewhere: nothing was done); {EXIT_INTERRUPTED} interrupted by Ctrl-C or SIGTERM (committed
+pages are kept; run again to resume)."""
 
 
 def _version(value: bool) -> None:
@@ -133,15 +148,20 @@ def exit_for(statuses: list[str]) -> None:
     """Leave with the exit code the runs' statuses call for (see EXIT_CODES)."""
     if "failed" in statuses:
         raise typer.Exit(EXIT_FAILED)
+    if "interrupted" in statuses:
+        raise typer.Exit(EXIT_INTERRUPTED)
     if "partial" in statuses:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def open_service() -> Partnersync:
-    """Load the project, start logging with redaction, open the hub."""
+def open_service(*, to_stderr: bool = False) -> Partnersync:
+    """Load the project, start logging with redaction, open the hub. SIGTERM asks running
+    work to stop after the page it is committing."""
     project = load_project(state.project_dir)
-    redactor = configure_logging(project.log_file, state.log_level)
-    return Partnersync(project, redactor=redactor)
+    redactor = configure_logging(project.log_file, state.log_level, to_stderr=to_stderr)
+    service = Partnersync(project, redactor=redactor)
+    signal.signal(signal.SIGTERM, lambda signum, frame: service.stop.request("SIGTERM"))
+    return service
 
 
 # -- init -----------------------------------------------------------------------------------
@@ -327,10 +347,27 @@ def run_pull(
     show_progress: bool = True,
 ) -> RunSummary:
     """Pull with a live progress line; returns the summary."""
-    with pull_progress(entity, show=show_progress) as on_page:
-        return anyio.run(
+    with pull_progress(entity, show=show_progress) as show_page:
+
+        def on_page(progress: PullProgress) -> None:
+            state.committed = (
+                f"{account}/{entity}: {progress.pages} page(s), {progress.fetched} record(s) "
+                "committed"
+            )
+            show_page(progress)
+
+        summary = anyio.run(
             lambda: service.pull(account, entity, full=full, since=since, on_page=on_page)
         )
+    state.committed = None
+    if summary.resumed_from and show_progress:
+        previous, how = summary.resumed_from
+        errors.print(
+            f"resumed after run {previous} ({how}) from "
+            f"{summary.cursor_before or 'the start'}: its committed pages were kept",
+            highlight=False,
+        )
+    return summary
 
 
 @sync_app.command("pull")
@@ -777,6 +814,121 @@ def demo(
     run_demo(directory, console, platform)
 
 
+# -- unattended: the daemon, workers, status, doctor, database ---------------------------------
+
+MetricsPort = Annotated[
+    int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port.")
+]
+MetricsHost = Annotated[
+    str, typer.Option("--metrics-host", help="Address for /metrics (0.0.0.0 in containers).")
+]
+
+
+def _metrics(service: Partnersync, port: int | None, host: str) -> None:
+    if port is not None:
+        from partnersync.metrics import serve_metrics
+
+        serve_metrics(service.store, port, host)
+        errors.print(f"metrics on http://{host}:{port}/metrics", highlight=False)
+
+
+@schedule_app.command("run")
+def schedule_run(
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="in-process: run due jobs here (SQLite or PostgreSQL); workers: queue them "
+            "for `partnersync worker` processes (PostgreSQL hub, partnersync[postgres])."
+        ),
+    ] = "in-process",
+    wait_first: Annotated[
+        bool,
+        typer.Option(
+            "--wait-first", help="Wait for each job's first fire instead of running it at once."
+        ),
+    ] = False,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
+) -> None:
+    """The daemon: run each job of the project file on its schedule until SIGTERM/SIGINT
+    (running jobs then commit their page and stop; exit 0)."""
+    service = open_service(to_stderr=True)
+    _metrics(service, metrics_port, metrics_host)
+    anyio.run(
+        lambda: operations.run_daemon(service, executor=executor, run_at_start=not wait_first)
+    )
+
+
+@schedule_app.command("list")
+def schedule_list(as_json: JsonOption = False) -> None:
+    """Each job's schedule, lane, next run, last run and how it ended."""
+    service = open_service()
+    operations.validate_schedules(service)
+    rows = operations.scheduled_jobs(service)
+    if as_json:
+        emit_json(rows)
+        return
+    console.print(schedule_table(rows))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Jobs run at once by this worker.")] = 2,
+    heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 10.0,
+    stall_timeout: Annotated[
+        float,
+        typer.Option(
+            "--stall-timeout",
+            help="Seconds without a heartbeat after which a worker's jobs are retried elsewhere.",
+        ),
+    ] = 30.0,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
+) -> None:
+    """Run queued jobs (PostgreSQL hub; `schedule run --executor workers` queues them) until
+    SIGTERM/SIGINT."""
+    service = open_service(to_stderr=True)
+    _metrics(service, metrics_port, metrics_host)
+    anyio.run(
+        lambda: operations.run_worker(
+            service, concurrency=concurrency, heartbeat=heartbeat, stall_timeout=stall_timeout
+        )
+    )
+
+
+@app.command()
+def status(as_json: JsonOption = False) -> None:
+    """Accounts, jobs, last runs, lag, open dead letters and what runs now, at a glance."""
+    service = open_service()
+    report = operations.status(service)
+    if as_json:
+        emit_json(report)
+        return
+    print_status(report)
+
+
+@app.command()
+def doctor(as_json: JsonOption = False) -> None:
+    """Check this deployment (database, key, every account's credentials, file drops,
+    schedules, job queue) and say what to fix; exit 1 if anything needs fixing."""
+    service = open_service()
+    checks = anyio.run(lambda: operations.doctor(service))
+    if as_json:
+        emit_json(checks)
+    else:
+        console.print(doctor_table(checks))
+    if not all(c["ok"] for c in checks):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the hub (and, on PostgreSQL, apply the job queue's schema)."""
+    service = open_service()
+    for line in operations.upgrade_database(service):
+        console.print(line)
+
+
 def _fail(message: str, kind: str, code: int) -> None:
     """One line on stderr; with ``--json``, also a JSON error object on stdout."""
     errors.print(message, highlight=False)
@@ -824,13 +976,16 @@ def main() -> None:
         app(args=_project_first(sys.argv[1:]), prog_name="partnersync")
     except SystemExit:
         if interrupted:
+            committed = f" ({state.committed})" if state.committed else ""
             _fail(
-                "[yellow]interrupted:[/] pages already committed are kept; run the same "
-                "command again to resume from the last checkpoint",
+                f"[yellow]interrupted:[/] pages already committed are kept{committed}; run the "
+                "same command again to resume from the last checkpoint",
                 "Interrupted",
                 EXIT_INTERRUPTED,
             )
         raise
+    except AlreadyRunningError as exc:
+        _fail(f"[yellow]already running:[/] {exc}", "AlreadyRunning", EXIT_ALREADY_RUNNING)
     except PartnersyncError as exc:
         _fail(f"[red]error:[/] {exc}", type(exc).__name__, EXIT_USAGE)
     except Exception as exc:

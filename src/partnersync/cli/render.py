@@ -245,3 +245,82 @@ def capability_table(rows: Sequence[dict[str, Any]]) -> Table:
             mark(row["compare_and_set"]),
         )
     return table
+
+
+def schedule_table(rows: Sequence[dict[str, Any]]) -> Table:
+    """``schedule list``: one row per job."""
+    table = Table(title="jobs")
+    for column in ("job", "entity", "schedule", "lane", "next run", "last run", "status"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["job"],
+            row["entity"],
+            row["schedule"],
+            row["lane"],
+            _short_time(row["next_run"]),
+            _short_time(row["last_run"]),
+            row["last_status"] or "never ran",
+        )
+    return table
+
+
+def _short_time(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else "-"
+
+
+def _lag(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def print_status(report: dict[str, Any]) -> None:
+    """``status``: accounts, streams with lag and dead letters, jobs, what runs now."""
+    accounts = ", ".join(f"{a['name']} ({a['platform']})" for a in report["accounts"])
+    console.print(f"accounts: {accounts or 'none'}")
+    streams = Table(title="streams")
+    for column in ("account", "entity", "dir", "last run", "status", "ended", "lag", "dead"):
+        streams.add_column(column)
+    for row in report["streams"]:
+        streams.add_row(
+            row["account"],
+            row["entity"],
+            row["direction"],
+            str(row["last_run"]),
+            row["status"],
+            _short_time(row["finished_at"]),
+            _lag(row["lag_seconds"]),
+            str(row["open_dead_letters"] or ""),
+        )
+    console.print(streams)
+    if report["jobs"]:
+        console.print(schedule_table(report["jobs"]))
+    if report["running"]:
+        for lease in report["running"]:
+            console.print(
+                f"running: {lease['scope']} by {lease['holder']} since "
+                f"{_short_time(lease['since'])}"
+            )
+    else:
+        console.print("running: nothing")
+    console.print(f"open dead letters: {report['open_dead_letters']}")
+
+
+def doctor_table(checks: Sequence[dict[str, Any]]) -> Table:
+    """``doctor``: each check, ok or what to fix."""
+    table = Table(title="doctor")
+    for column in ("check", "", "detail", "fix"):
+        table.add_column(column)
+    for check in checks:
+        table.add_row(
+            check["check"],
+            "[green]ok[/]" if check["ok"] else "[red]FIX[/]",
+            check["detail"],
+            check["fix"],
+        )
+    return table

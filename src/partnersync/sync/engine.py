@@ -37,6 +37,7 @@ from partnersync.clock import Clock, SystemClock
 from partnersync.connectors.base import Connector, Page
 from partnersync.errors import MappingError, PartnersyncError
 from partnersync.failpoints import failpoint
+from partnersync.logs import CURRENT_RUN
 from partnersync.mapping.mapper import FieldOverride, MapContext, Mapper
 from partnersync.sync.offload import blocking
 from partnersync.sync.runner import HeldLease, LeaseKeeper, StopRequest
@@ -172,6 +173,7 @@ class PullEngine:
             lease=held.lease,
         )
         held.run_id = run_id
+        CURRENT_RUN.set(run_id)
         if resumed_from:
             log.info(
                 "run %s of %s/%s resumes after run %s (%s) from %s",

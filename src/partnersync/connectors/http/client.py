@@ -30,6 +30,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from partnersync import metrics
 from partnersync.clock import Clock, SystemClock
 from partnersync.connectors.http.ratelimit import RateBudget
 from partnersync.errors import (
@@ -245,11 +246,14 @@ class HttpClient:
                 method, url, content=content, params=params, headers=headers
             )
         except httpx.TimeoutException as exc:
+            metrics.ERRORS.labels(self.host, "timeout").inc()
             raise TransportError(f"timed out: {method} {self.host}{url}") from exc
         except httpx.TransportError as exc:
+            metrics.ERRORS.labels(self.host, "connection").inc()
             raise TransportError(
                 f"connection failed: {method} {self.host}{url}: {type(exc).__name__}"
             ) from exc
+        metrics.HTTP_REQUESTS.labels(self.host, str(response.status_code)).inc()
         try:
             body: Any = orjson.loads(response.content) if response.content else None
         except orjson.JSONDecodeError as exc:
@@ -264,6 +268,7 @@ class HttpClient:
                 check(response, body)
             error_for_status(response, self.clock.now())
         except RateLimitedError as exc:
+            metrics.THROTTLED.labels(self.host).inc()
             if self.limiter is not None and exc.retry_after:
                 # Everyone spending this budget (other jobs, other processes) waits too.
                 await self.limiter.pause(min(exc.retry_after, self.retry.retry_after_cap))

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 from partnersync.clock import Clock, SystemClock
 from partnersync.connectors.base import Connector, Writer
 from partnersync.errors import Action, ConfigError, ConnectorError, PartnersyncError
+from partnersync.logs import CURRENT_RUN
 from partnersync.mapping.export import ExportMapper
 from partnersync.mapping.mapper import Mapper
 from partnersync.sync.offload import blocking
@@ -258,6 +259,7 @@ class PushEngine:
         self.guard(plan, options)
         run_id = await blocking(self._open_run, plan, options, held.lease)
         held.run_id = run_id
+        CURRENT_RUN.set(run_id)
         summary = PushSummary(run_id, target, entity, "succeeded", plan)
         if options.dry_run:
             await blocking(self.store.runs.finish, run_id, status="succeeded", cursor_after=None)

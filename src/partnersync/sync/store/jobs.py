@@ -37,7 +37,7 @@ class JobRunRepository(Repository):
         with self.uow.transaction(unfenced=True) as connection:
             connection.execute(
                 update(_job_runs)
-                .where(_job_runs.c.id == job_run_id)
+                .where(_job_runs.c.id == job_run_id, _job_runs.c.status == "running")
                 .values(
                     status=status,
                     finished_at=utcnow_iso(),

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from partnersync.errors import AlreadyRunningError
-from partnersync.sync.store.unit import Fence, Repository, _leases, _runs
+from partnersync.sync.store.unit import Fence, Repository, _job_runs, _leases, _runs
 
 LIVE_STATUS = "running"
 
@@ -119,6 +119,19 @@ class LeaseRepository(Repository):
                     f"{row.granted_at}); not starting another",
                     scope=scope,
                     holder=row.holder,
+                )
+            if scope.startswith("job:"):
+                connection.execute(
+                    update(_job_runs)
+                    .where(
+                        _job_runs.c.job == scope.removeprefix("job:"),
+                        _job_runs.c.status == LIVE_STATUS,
+                    )
+                    .values(
+                        status="abandoned",
+                        finished_at=_iso(now),
+                        error="its process stopped renewing the lease (killed or lost)",
+                    )
                 )
             if runs_of is not None:
                 account, entity, direction = runs_of

@@ -65,11 +65,12 @@ class RunRepository(Repository):
     def finish(
         self, run_id: int, *, status: str, cursor_after: str | None, error: str | None = None
     ) -> None:
-        """Close a run with its final status."""
+        """Close a run with its final status (a run already closed as ``abandoned`` by its
+        successor stays so: a fenced-out process writes nothing, not even its own end)."""
         with self.uow.transaction(unfenced=True) as connection:
             connection.execute(
                 update(_runs)
-                .where(_runs.c.id == run_id)
+                .where(_runs.c.id == run_id, _runs.c.status == "running")
                 .values(
                     status=status,
                     finished_at=utcnow_iso(),

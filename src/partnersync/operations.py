@@ -1,0 +1,297 @@
+"""Running unattended and keeping an eye on it: the daemon, workers, ``status``, ``doctor`` and
+``db upgrade`` — on top of the :class:`~partnersync.service.Partnersync` facade (the CLI and
+embedding code call these; no business rule lives in the CLI)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from partnersync.errors import ConfigError, PartnersyncError, VaultError
+from partnersync.scheduling.daemon import Daemon, InProcessExecutor, next_fire, trigger_for
+from partnersync.service import Partnersync
+from partnersync.sync.offload import blocking
+from partnersync.sync.store.unit import utcnow_iso
+
+log = logging.getLogger("partnersync.schedule")
+
+EXECUTORS = ("in-process", "workers")
+
+
+def scheduled_jobs(service: Partnersync) -> list[dict[str, Any]]:
+    """Every job of the project file: schedule, lane, next fire, last run and its status."""
+    latest = service.store.job_runs.latest_by_job()
+    rows = []
+    for name, job in sorted(service.project.config.jobs.items()):
+        last = latest.get(name)
+        schedule = job.schedule
+        upcoming = next_fire(schedule) if schedule is not None else None
+        rows.append(
+            {
+                "job": name,
+                "entity": job.entity,
+                "schedule": schedule.describe() if schedule else "manual / cron only",
+                "lane": job.priority_lane,
+                "next_run": upcoming.isoformat() if upcoming else None,
+                "last_run": last["started_at"] if last else None,
+                "last_status": last["status"] if last else None,
+                "last_error": last["error"] if last else None,
+            }
+        )
+    return rows
+
+
+def lanes_of(service: Partnersync) -> dict[str, str]:
+    """Job → lane."""
+    return {name: job.priority_lane for name, job in service.project.config.jobs.items()}
+
+
+def validate_schedules(service: Partnersync) -> None:
+    """Every schedule parses (a bad cron expression is a configuration error, said up front)."""
+    for name, job in service.project.config.jobs.items():
+        if job.schedule is None:
+            continue
+        try:
+            trigger_for(job.schedule)
+        except ValueError as exc:
+            raise ConfigError(f"jobs.{name}.schedule: {exc}") from exc
+
+
+async def run_daemon(
+    service: Partnersync,
+    *,
+    executor: str = "in-process",
+    run_at_start: bool = True,
+    urgent_slots: int = 4,
+    bulk_slots: int = 1,
+) -> None:
+    """``partnersync schedule run``: schedule the project's jobs until SIGTERM/SIGINT."""
+    validate_schedules(service)
+    jobs = service.project.config.jobs
+    if executor == "in-process":
+        in_process = InProcessExecutor(
+            lambda job: service.run_job(job, trigger="schedule"),
+            lanes_of(service),
+            urgent_slots=urgent_slots,
+            bulk_slots=bulk_slots,
+        )
+        await Daemon(
+            jobs, in_process, on_stop=service.stop.request, run_at_start=run_at_start
+        ).run()
+        return
+    if executor != "workers":
+        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}")
+    from partnersync.scheduling.workers import JobQueue, WorkersExecutor
+
+    ensure_queue_schema(service)
+    queue = JobQueue(service.project.database_url)
+    async with queue.app.open_async():
+        await Daemon(
+            jobs,
+            WorkersExecutor(queue, lanes_of(service)),
+            on_stop=service.stop.request,
+            run_at_start=run_at_start,
+        ).run()
+
+
+async def run_worker(
+    service: Partnersync,
+    *,
+    concurrency: int = 2,
+    heartbeat: float = 10.0,
+    stall_timeout: float = 30.0,
+) -> None:
+    """``partnersync worker``: run queued jobs until SIGTERM/SIGINT."""
+    from partnersync.scheduling import workers
+
+    ensure_queue_schema(service)
+    queue = workers.JobQueue(
+        service.project.database_url, lambda job: service.run_job(job, trigger="worker")
+    )
+    await workers.run_worker(
+        queue,
+        on_stop=service.stop.request,
+        concurrency=concurrency,
+        heartbeat=heartbeat,
+        stall_timeout=stall_timeout,
+        name=service.leases.holder,
+    )
+
+
+def _readable_directory(directory: Path) -> bool:
+    return directory.is_dir() and os.access(directory, os.R_OK | os.X_OK)
+
+
+QUEUE_SCHEMA_LOCK = 0x70_73_79_6E_63  # "psync": one process applies the schema at a time
+
+
+def ensure_queue_schema(service: Partnersync) -> bool:
+    """Apply procrastinate's schema to a PostgreSQL hub unless it is there; True if applied.
+
+    Runs with ``partnersync db upgrade`` and before any scheduler or worker uses the queue,
+    under a transaction-level advisory lock so processes starting together apply it once.
+    """
+    engine = service.store.engine
+    if engine.dialect.name != "postgresql":
+        raise ConfigError(
+            "the workers executor needs a PostgreSQL hub ([hub] database = "
+            '"postgresql://..." or PARTNERSYNC_DATABASE_URL); on SQLite run '
+            "`partnersync schedule run` (in process)"
+        )
+    try:
+        from procrastinate.schema import SchemaManager
+    except ImportError as exc:
+        raise ConfigError(
+            "the workers executor needs the postgres extra: pip install 'partnersync[postgres]'"
+        ) from exc
+    with engine.begin() as connection:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUEUE_SCHEMA_LOCK})
+        present = connection.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar()
+        if present is not None:
+            return False
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(SchemaManager.get_schema())  # no parameters: its % signs stay as they are
+        cursor.close()
+    log.info("applied the job queue's schema (procrastinate)")
+    return True
+
+
+def upgrade_database(service: Partnersync) -> list[str]:
+    """``partnersync db upgrade``: the hub's migrations (run on open) and, on PostgreSQL with
+    the postgres extra installed, the job queue's schema. Returns what was done."""
+    done = [f"hub migrated to {current_revision(service)}"]
+    if service.store.engine.dialect.name == "postgresql":
+        try:
+            applied = ensure_queue_schema(service)
+        except ConfigError as exc:
+            done.append(f"job queue schema skipped: {exc}")
+        else:
+            done.append("job queue schema applied" if applied else "job queue schema present")
+    return done
+
+
+def current_revision(service: Partnersync) -> str:
+    """The hub's Alembic revision."""
+    with service.store.engine.connect() as connection:
+        revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return str(revision)
+
+
+def status(service: Partnersync) -> dict[str, Any]:
+    """At a glance: accounts, jobs (schedule, next and last run), per account × entity the last
+    runs and the lag (now − cursor), open dead letters, and who runs what right now."""
+    now = datetime.now(UTC)
+    cursors = {(c["account"], c["entity"]): c for c in service.cursors()}
+    letters: dict[tuple[str, str], int] = {}
+    for letter in service.dead_letters(limit=100_000):
+        key = (letter["account"], letter["entity"])
+        letters[key] = letters.get(key, 0) + 1
+    last_runs: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for run in reversed(service.runs(limit=500)):
+        last_runs[(run["account"], run["entity"], run["direction"])] = run
+    streams = []
+    for account, entity, direction in sorted(last_runs):
+        run = last_runs[(account, entity, direction)]
+        cursor = cursors.get((account, entity)) if direction == "pull" else None
+        lag = None
+        if cursor is not None:
+            try:
+                lag = (now - datetime.fromisoformat(cursor["value"])).total_seconds()
+            except ValueError:
+                lag = None
+        streams.append(
+            {
+                "account": account,
+                "entity": entity,
+                "direction": direction,
+                "last_run": run["id"],
+                "status": run["status"],
+                "finished_at": run["finished_at"],
+                "cursor": cursor["value"] if cursor else None,
+                "lag_seconds": round(lag, 1) if lag is not None else None,
+                "open_dead_letters": letters.get((account, entity), 0),
+            }
+        )
+    return {
+        "at": utcnow_iso(),
+        "accounts": [{"name": a["name"], "platform": a["platform"]} for a in service.accounts()],
+        "jobs": scheduled_jobs(service),
+        "streams": streams,
+        "running": [
+            {"scope": lease["scope"], "holder": lease["holder"], "since": lease["granted_at"]}
+            for lease in service.store.leases.every()
+            if lease["live"]
+        ],
+        "open_dead_letters": sum(letters.values()),
+    }
+
+
+async def doctor(service: Partnersync) -> list[dict[str, Any]]:
+    """Check a deployment and say what to fix: the database (reachable, migrated), the key
+    (present, matching the data), every account's credentials (one cheap call each), file
+    drops (readable), schedules (valid) and, for workers, the job queue."""
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, ok: bool, detail: str, fix: str = "") -> None:
+        checks.append({"check": name, "ok": ok, "detail": detail, "fix": "" if ok else fix})
+
+    check("database", True, f"{service.store.engine.dialect.name}, {current_revision(service)}")
+    from partnersync.service import KeyAdmin
+
+    try:
+        keys = KeyAdmin(service.project).check()
+        healthy = not keys["missing"] and not keys["unreadable"]
+        check(
+            "key",
+            healthy,
+            f"primary {keys['primary']}; values by key {keys['in_use']}"
+            + (f"; missing {keys['missing']}" if keys["missing"] else "")
+            + (f"; {keys['unreadable']} unreadable" if keys["unreadable"] else ""),
+            "the key file lacks the key the hub's data is under: restore it, then "
+            "`partnersync keys check`",
+        )
+    except (VaultError, PartnersyncError) as exc:
+        check("key", False, str(exc), "see `partnersync keys check`")
+    for account in service.accounts():
+        name = account["name"]
+        try:
+            description = await service.test_account(name)
+        except PartnersyncError as exc:
+            check(
+                f"account {name}",
+                False,
+                f"{type(exc).__name__}: {exc}",
+                f"fix its credentials or URL: partnersync accounts add {name} ... (or test it: "
+                f"partnersync accounts test {name})",
+            )
+            continue
+        check(f"account {name}", True, description)
+        if account["platform"] == "file":
+            directory = Path(account["base_url"].removeprefix("file://"))
+            readable = await blocking(_readable_directory, directory)
+            check(
+                f"drop {name}",
+                readable,
+                str(directory),
+                f"make {directory} readable by this user",
+            )
+    try:
+        validate_schedules(service)
+        check("schedules", True, f"{sum(1 for j in scheduled_jobs(service) if j['next_run'])}")
+    except ConfigError as exc:
+        check("schedules", False, str(exc), "fix the schedule in partnersync.toml")
+    if service.store.engine.dialect.name == "postgresql":
+        with service.store.engine.connect() as connection:
+            present = connection.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar()
+        check(
+            "job queue",
+            present is not None,
+            "procrastinate schema present" if present else "no procrastinate schema",
+            "partnersync db upgrade (with partnersync[postgres] installed)",
+        )
+    return checks
