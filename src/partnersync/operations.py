@@ -69,6 +69,7 @@ async def run_daemon(
     run_at_start: bool = True,
     urgent_slots: int = 4,
     bulk_slots: int = 1,
+    shutdown_grace: float = 30.0,
 ) -> None:
     """``partnersync schedule run``: schedule the project's jobs until SIGTERM/SIGINT."""
     validate_schedules(service)
@@ -81,7 +82,11 @@ async def run_daemon(
             bulk_slots=bulk_slots,
         )
         await Daemon(
-            jobs, in_process, on_stop=service.stop.request, run_at_start=run_at_start
+            jobs,
+            in_process,
+            on_stop=service.stop.request,
+            run_at_start=run_at_start,
+            shutdown_grace=shutdown_grace,
         ).run()
         return
     if executor != "workers":

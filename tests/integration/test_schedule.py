@@ -4,130 +4,16 @@ T19 and T22): SIGTERM mid-page, a job longer than its interval, a suspended daem
 
 from __future__ import annotations
 
-import base64
 import itertools
-import os
-import secrets
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import orjson
-import pytest
-from sqlalchemy import create_engine, text
-
-from partnersync.auth.vault import Vault
-from partnersync.sandbox.files import FileSandbox
-from partnersync.sandbox.shopify import ShopifySandbox
-from tests.conftest import SHOP_TOKEN, make_service
-from tests.integration.push_world import add_files
+from tests.integration.unattended import World
 
 EXIT_ALREADY_RUNNING = 75
-
-
-class World:
-    """A project (SQLite hub) with a slow shop, an ERP drop and one scheduled orders job."""
-
-    def __init__(self, root: Path, shop: ShopifySandbox, drop: FileSandbox, schedule: str) -> None:
-        self.root = root
-        self.shop = shop
-        self.drop = drop
-        self.keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-        self.url = f"sqlite:///{root / 'hub.db'}"
-        service = make_service(root, Vault.parse(self.keys), self.url)
-        service.add_account(
-            name="shop",
-            platform="shopify",
-            base_url=shop.url,
-            secrets={"access_token": SHOP_TOKEN},
-            options={"page_size": 8},
-            allow_loopback=True,
-        )
-        add_files(service, "erp", drop)
-        service.close()
-        (root / "partnersync.toml").write_text(
-            f"""
-[hub]
-database = "{self.url}"
-
-[sync]
-lease_seconds = 2
-
-[jobs.out]
-entity = "orders"
-sources = ["shop"]
-targets = ["erp"]
-schedule = {schedule}
-"""
-        )
-        self.engine = create_engine(self.url)
-        self.processes: list[subprocess.Popen[str]] = []
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        """``partnersync ARGS`` in its own process."""
-        process = subprocess.Popen(
-            [sys.executable, "-m", "partnersync", "-p", str(self.root), *args],
-            env={**os.environ, "PARTNERSYNC_KEYS": self.keys},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.processes.append(process)
-        return process
-
-    def rows(self, sql: str) -> list[Any]:
-        with self.engine.connect() as connection:
-            return list(connection.execute(text(sql)))
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met in time")
-            time.sleep(0.05)
-
-    def exported(self) -> list[dict[str, Any]]:
-        assert self.drop.directory is not None
-        return [
-            orjson.loads(line)
-            for path in sorted((self.drop.directory / "orders-out").glob("*.jsonl"))
-            for line in path.read_bytes().splitlines()
-        ]
-
-    def close(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.communicate()
-        self.engine.dispose()
-
-
-@pytest.fixture
-def world_factory(tmp_path: Path) -> Iterator[Callable[..., World]]:
-    made: list[World] = []
-    shops: list[ShopifySandbox] = []
-    drops: list[FileSandbox] = []
-
-    def make(schedule: str = '{ every = "1s" }', latency: float = 0.0) -> World:
-        shop = ShopifySandbox(token=SHOP_TOKEN, restore_rate=1_000_000.0, bucket_size=1000.0)
-        shop.faults.latency = latency
-        shops.append(shop.start())
-        drop = FileSandbox(directory=tmp_path / "erp", skus=0, files=0)
-        drops.append(drop.start())
-        world = World(tmp_path / "project", shop, drop, schedule)
-        made.append(world)
-        return world
-
-    yield make
-    for world in made:
-        world.close()
-    for sandbox in [*shops, *drops]:
-        sandbox.stop()
 
 
 def _intervals(rows: list[Any]) -> list[tuple[datetime, datetime]]:
@@ -163,8 +49,10 @@ def test_sigterm_mid_page_lets_the_page_commit_and_leaves_nothing_running(
     )
     runs = world.rows("SELECT status, pages, fetched FROM runs")
     assert not [r for r in runs if r.status == "running"]
-    pull = world.rows("SELECT status, pages, fetched FROM runs WHERE direction = 'pull'")[0]
+    pull = world.rows("SELECT status, pages, fetched, error FROM runs WHERE direction = 'pull'")[0]
     assert pull.status == "interrupted"
+    assert "stopped after a committed page (SIGTERM)" in pull.error  # not cancelled mid-page
+    assert "cancelled" not in err
     # Nothing half-written: the hub holds exactly what the committed pages brought.
     (stored,) = world.rows("SELECT count(*) FROM records WHERE entity = 'orders'")[0]
     assert stored == pull.fetched > 0
@@ -182,7 +70,7 @@ def test_sigterm_mid_page_lets_the_page_commit_and_leaves_nothing_running(
 def test_a_job_longer_than_its_interval_never_overlaps_itself(
     world_factory: Callable[..., World],
 ) -> None:
-    world = world_factory(latency=0.12)  # each run of the job takes over a second
+    world = world_factory(latency=0.25)  # each run of the job takes over a second
     world.shop.data.touch("orders", 40)
     daemon = world.start("schedule", "run")
     deadline = time.monotonic() + 8

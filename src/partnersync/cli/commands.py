@@ -847,6 +847,13 @@ def schedule_run(
             "--wait-first", help="Wait for each job's first fire instead of running it at once."
         ),
     ] = False,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option(
+            "--shutdown-grace",
+            help="Seconds SIGTERM waits for running jobs before cancelling them.",
+        ),
+    ] = 30.0,
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
@@ -855,7 +862,12 @@ def schedule_run(
     service = open_service(to_stderr=True)
     _metrics(service, metrics_port, metrics_host)
     anyio.run(
-        lambda: operations.run_daemon(service, executor=executor, run_at_start=not wait_first)
+        lambda: operations.run_daemon(
+            service,
+            executor=executor,
+            run_at_start=not wait_first,
+            shutdown_grace=shutdown_grace,
+        )
     )
 
 

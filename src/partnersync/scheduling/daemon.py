@@ -12,11 +12,13 @@ little late):
   lane's concurrency) or on workers (deferred to procrastinate).
 
 SIGTERM or SIGINT stops scheduling, asks running jobs to stop after the page they are committing,
-waits for them, and returns.
+waits for them (up to ``shutdown_grace`` seconds; a job still running then — say, retrying a
+platform that is down — is cancelled and ends ``interrupted``), and returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -88,6 +90,7 @@ class Daemon:
         *,
         on_stop: Callable[[str], None],
         run_at_start: bool = True,
+        shutdown_grace: float = 30.0,
     ) -> None:
         self.states = {
             name: JobState(name, job.schedule, job.priority_lane)
@@ -97,6 +100,8 @@ class Daemon:
         self.executor = executor
         self.on_stop = on_stop
         self.run_at_start = run_at_start
+        self.shutdown_grace = shutdown_grace
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = anyio.Event()
         self._running: set[str] = set()
         self._idle = anyio.Event()
@@ -140,8 +145,23 @@ class Daemon:
                 scheduler.start()
                 log.info("scheduling %s", ", ".join(sorted(self.states)))
                 await self._stopping.wait()
+                # Pause, not shutdown: APScheduler's shutdown cancels running coroutine jobs,
+                # and a running job must first commit its page.
+                scheduler.pause()
+                with anyio.move_on_after(self.shutdown_grace):
+                    await self._idle.wait()
+                if self._tasks:
+                    # Stuck past the grace (e.g. retrying a platform that is down): cancel; the
+                    # runs end "interrupted", their committed pages kept.
+                    log.warning(
+                        "%d job(s) still running after %.0f s: cancelling them",
+                        len(self._tasks),
+                        self.shutdown_grace,
+                    )
+                    for task in list(self._tasks):
+                        task.cancel()
+                    await self._idle.wait()
                 scheduler.shutdown(wait=False)
-                await self._idle.wait()
                 group.cancel_scope.cancel()
 
     async def _watch_signals(self, signals: Any) -> None:
@@ -171,6 +191,9 @@ class Daemon:
         state.fired += 1
         self._running.add(name)
         self._idle = anyio.Event()
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             await self.executor.submit(name)
         except AlreadyRunningError as exc:
@@ -179,7 +202,11 @@ class Daemon:
             log.error("job %s: %s: %s", name, type(exc).__name__, exc)
         except Exception:
             log.exception("job %s: internal error", name)
+        except asyncio.CancelledError:
+            log.warning("job %s cancelled at shutdown", name)
         finally:
+            if task is not None:
+                self._tasks.discard(task)
             self._running.discard(name)
             if not self._running:
                 self._idle.set()
