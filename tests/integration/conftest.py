@@ -19,13 +19,15 @@ def world_factory(tmp_path: Path) -> Iterator[Callable[..., World]]:
     shops: list[ShopifySandbox] = []
     drops: list[FileSandbox] = []
 
-    def make(schedule: str = '{ every = "1s" }', latency: float = 0.0) -> World:
+    def make(
+        schedule: str = '{ every = "1s" }', latency: float = 0.0, database_url: str | None = None
+    ) -> World:
         shop = ShopifySandbox(token=SHOP_TOKEN, restore_rate=1_000_000.0, bucket_size=1000.0)
         shop.faults.latency = latency
         shops.append(shop.start())
         drop = FileSandbox(directory=tmp_path / "erp", skus=0, files=0)
         drops.append(drop.start())
-        world = World(tmp_path / "project", shop, drop, schedule)
+        world = World(tmp_path / "project", shop, drop, schedule, database_url)
         made.append(world)
         return world
 

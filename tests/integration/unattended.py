@@ -26,12 +26,19 @@ from tests.integration.push_world import add_files
 class World:
     """A project (SQLite hub) with a slow shop, an ERP drop and one scheduled orders job."""
 
-    def __init__(self, root: Path, shop: ShopifySandbox, drop: FileSandbox, schedule: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        shop: ShopifySandbox,
+        drop: FileSandbox,
+        schedule: str,
+        database_url: str | None = None,
+    ) -> None:
         self.root = root
         self.shop = shop
         self.drop = drop
         self.keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-        self.url = f"sqlite:///{root / 'hub.db'}"
+        self.url = database_url or f"sqlite:///{root / 'hub.db'}"
         service = make_service(root, Vault.parse(self.keys), self.url)
         service.add_account(
             name="shop",
@@ -58,7 +65,7 @@ targets = ["erp"]
 schedule = {schedule}
 """
         )
-        self.engine = create_engine(self.url)
+        self.engine = create_engine(self.url.replace("postgresql://", "postgresql+psycopg://"))
         self.processes: list[subprocess.Popen[str]] = []
 
     def start(self, *args: str) -> subprocess.Popen[str]:

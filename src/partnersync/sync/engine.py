@@ -33,15 +33,14 @@ from typing import Any
 
 import orjson
 
-from partnersync.clock import Clock, SystemClock
 from partnersync.connectors.base import Connector, Page
 from partnersync.errors import MappingError, PartnersyncError
 from partnersync.failpoints import failpoint
 from partnersync.logs import CURRENT_RUN
 from partnersync.mapping.mapper import FieldOverride, MapContext, Mapper
 from partnersync.sync.offload import blocking
-from partnersync.sync.runner import HeldLease, LeaseKeeper, StopRequest
-from partnersync.sync.store import DeadLetter, HubStore, MappedRecord, content_hash
+from partnersync.sync.runner import HeldLease, RunEngine
+from partnersync.sync.store import DeadLetter, MappedRecord, content_hash
 from partnersync.sync.store.leases import scope_of
 
 DEFAULT_OVERLAP = timedelta(seconds=120)
@@ -95,21 +94,8 @@ def parse_cursor(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-class PullEngine:
+class PullEngine(RunEngine):
     """Runs pulls into one hub store."""
-
-    def __init__(
-        self,
-        store: HubStore,
-        *,
-        clock: Clock | None = None,
-        leases: LeaseKeeper | None = None,
-        stop: StopRequest | None = None,
-    ) -> None:
-        self.store = store
-        self.clock = clock or SystemClock()
-        self.leases = leases or LeaseKeeper(store)
-        self.stop = stop or StopRequest()
 
     async def pull(
         self,

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from partnersync.clock import Clock, SystemClock
 from partnersync.sync.offload import blocking
 from partnersync.sync.store import HubStore, Lease, fenced
 
@@ -56,6 +57,24 @@ class HeldLease:
     lease: Lease
     run_id: int | None = None
     lost: bool = field(default=False)
+
+
+class RunEngine:
+    """What the pull and push engines share: the hub, a clock, this process's leases and the
+    stop request their runs obey."""
+
+    def __init__(
+        self,
+        store: HubStore,
+        *,
+        clock: Clock | None = None,
+        leases: LeaseKeeper | None = None,
+        stop: StopRequest | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.leases = leases or LeaseKeeper(store)
+        self.stop = stop or StopRequest()
 
 
 class LeaseKeeper:

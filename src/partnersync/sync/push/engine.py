@@ -17,7 +17,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from partnersync.clock import Clock, SystemClock
 from partnersync.connectors.base import Connector, Writer
 from partnersync.errors import Action, ConfigError, ConnectorError, PartnersyncError
 from partnersync.logs import CURRENT_RUN
@@ -32,8 +31,8 @@ from partnersync.sync.push.plan import (
     PushSummary,
     fresh_idempotency_key,
 )
-from partnersync.sync.runner import HeldLease, LeaseKeeper, StopRequest
-from partnersync.sync.store import HubStore, Lease, OutboxEntry
+from partnersync.sync.runner import HeldLease, RunEngine
+from partnersync.sync.store import Lease, OutboxEntry
 from partnersync.sync.store.leases import scope_of
 
 T = TypeVar("T")
@@ -171,21 +170,8 @@ def exporter(cls: type[Exporter]) -> type[Exporter]:
     return cls
 
 
-class PushEngine:
+class PushEngine(RunEngine):
     """Runs pushes from one hub store."""
-
-    def __init__(
-        self,
-        store: HubStore,
-        *,
-        clock: Clock | None = None,
-        leases: LeaseKeeper | None = None,
-        stop: StopRequest | None = None,
-    ) -> None:
-        self.store = store
-        self.clock = clock or SystemClock()
-        self.leases = leases or LeaseKeeper(store)
-        self.stop = stop or StopRequest()
 
     def exporter(self, connector: Connector, entity: str) -> Exporter:
         """The exporter of ``entity`` within the connector's declared writer for it."""
