@@ -70,9 +70,13 @@ schedule = {schedule}
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         """``partnersync ARGS`` in its own process."""
+        return self.start_with({}, *args)
+
+    def start_with(self, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+        """``partnersync ARGS`` in its own process, with more environment variables."""
         process = subprocess.Popen(
             [sys.executable, "-m", "partnersync", "-p", str(self.root), *args],
-            env={**os.environ, "PARTNERSYNC_KEYS": self.keys},
+            env={**os.environ, "PARTNERSYNC_KEYS": self.keys, **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
