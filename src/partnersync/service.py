@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 
+from partnersync.auth.oauth2 import RefreshingTokenAuth, TokenKeeper, TokenSet
 from partnersync.auth.vault import KEYS_ENV, Vault
 from partnersync.clock import Clock, SystemClock
 from partnersync.config import JobConfig, Project, validate_base_url, validate_directory
 from partnersync.connectors.base import AccountInfo, Connector, ConnectorSpec
 from partnersync.connectors.registry import ConnectorRegistry
 from partnersync.errors import (
+    AlreadyRunningError,
+    AuthenticationError,
     ConfigError,
     ConnectorError,
     MappingError,
@@ -36,6 +41,9 @@ from partnersync.sync.store import HubStore, MappedRecord, content_hash
 from partnersync.sync.store.leases import job_scope
 
 log = logging.getLogger("partnersync")
+
+TOKEN_LOCK_WAIT = 60.0
+"""Seconds a process waits for a sibling refreshing the same account's token."""
 
 STATUS_ORDER = ("failed", "interrupted", "abandoned", "partial", "succeeded")
 """Worst first: a job run's status is the worst of its runs'."""
@@ -185,6 +193,7 @@ class Partnersync:
         self.redactor = redactor
         self.store = HubStore.open(project.database_url, self.vault)
         self.leases = LeaseKeeper(self.store, ttl=project.config.sync.lease_seconds)
+        self._keepers: dict[str, TokenKeeper] = {}
         self.budgets = HubBudgets(self.store, clock=self.clock)
         self.stop = StopRequest()
 
@@ -406,14 +415,126 @@ class Partnersync:
             api_version=account["api_version"],
             options=options,
         )
+        auth = (
+            RefreshingTokenAuth(spec.token_header, self._keeper(name, spec, account, transport))
+            if spec.oauth_flow is not None and spec.token_header and "refresh_token" in secrets
+            else spec.auth(secrets)
+        )
         connector = spec.connector(
             info,
-            auth=spec.auth(secrets),
+            auth=auth,
             transport=transport,
             clock=self.clock,
             budgets=self.budgets,
         )
         return connector, spec
+
+    # -- OAuth ----------------------------------------------------------------------------------
+    def _keeper(
+        self,
+        name: str,
+        spec: ConnectorSpec,
+        account: Mapping[str, Any],
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> TokenKeeper:
+        """The one token keeper of an OAuth account in this process (its single flight)."""
+        keeper = self._keepers.get(name)
+        if keeper is None:
+            assert spec.oauth_flow is not None
+            fields = self.store.accounts.secrets(name)
+            flow = spec.oauth_flow(
+                account["base_url"],
+                fields["client_id"],
+                fields["client_secret"],
+                scopes=fields.get("scope", ""),
+                transport=transport,
+            )
+            keeper = TokenKeeper(
+                name,
+                load=lambda: TokenSet.from_secrets(self.store.accounts.secrets(name)),
+                save=lambda token: self.store.accounts.update_secrets(name, token.as_secrets()),
+                refresh=flow.refresh,
+                lock=lambda: self._token_lock(name),
+            )
+            self._keepers[name] = keeper
+        return keeper
+
+    @asynccontextmanager
+    async def _token_lock(self, name: str) -> AsyncIterator[None]:
+        """The hub-wide lock on refreshing ``name``'s token: waits while another process holds
+        it (it is refreshing; we then read what it stored)."""
+        scope = f"token:{name}"
+        deadline = anyio.current_time() + TOKEN_LOCK_WAIT
+        while True:
+            try:
+                lease = await blocking(
+                    self.store.leases.acquire, scope, self.leases.holder, self.leases.ttl
+                )
+                break
+            except AlreadyRunningError:
+                if anyio.current_time() > deadline:
+                    raise
+                await anyio.sleep(0.05)
+        try:
+            yield
+        finally:
+            await blocking(self.store.leases.release, lease)
+
+    async def connect_account(
+        self,
+        *,
+        name: str,
+        platform: str,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        scopes: str,
+        redirect_uri: str,
+        receive: Callable[[str], Awaitable[Mapping[str, str] | None]],
+        options: Mapping[str, Any] | None = None,
+        allow_loopback: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> TokenSet:
+        """Wire an account through the platform's OAuth: ``receive(authorize_url)`` gets the
+        merchant there and returns the callback's parameters; the callback is verified (state,
+        HMAC, age), the code exchanged, and the token pair stored encrypted with the app's
+        credentials."""
+        spec = self.registry.get(platform)
+        if spec.oauth_flow is None:
+            raise ConfigError(f"{platform} has no OAuth flow here; use accounts add")
+        url = self._validate_location(spec, base_url, allow_loopback=allow_loopback)
+        flow = spec.oauth_flow(
+            url,
+            client_id,
+            client_secret,
+            scopes=scopes,
+            redirect_uri=redirect_uri,
+            transport=transport,
+        )
+        authorize_url, state = flow.authorization_url()
+        params = await receive(authorize_url)
+        if not params:
+            raise AuthenticationError("no OAuth callback arrived: nothing was stored")
+        now = self.clock.now().timestamp()
+        code = flow.verify_callback(params, state, now)
+        token: TokenSet = await flow.exchange(code, now)
+        if self.redactor is not None:
+            self.redactor.register(client_secret, token.access_token, token.refresh_token or "")
+        self.add_account(
+            name=name,
+            platform=platform,
+            base_url=url,
+            secrets={
+                "client_id": client_id,
+                "client_secret": client_secret,
+                **token.as_secrets(),
+                "scope": token.scope or scopes,
+            },
+            options=options,
+            allow_loopback=allow_loopback,
+        )
+        self._keepers.pop(name, None)
+        return token
 
     async def test_account(self, name: str) -> str:
         """One cheap authenticated call; returns what the platform says about the account."""

@@ -16,6 +16,7 @@ from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import typer
@@ -277,6 +278,92 @@ def accounts_add(
         allow_loopback=allow_loopback,
     )
     console.print(f"account [bold]{name}[/] added ({platform}); secrets stored encrypted")
+
+
+@accounts_app.command("connect")
+def accounts_connect(
+    name: str,
+    platform: Annotated[str, typer.Option(help="Platform with OAuth, e.g. shopify.")],
+    url: Annotated[str, typer.Option(help="The shop, e.g. https://my-shop.myshopify.com.")],
+    client_id: Annotated[str, typer.Option(help="Your app's client id (API key).")],
+    client_secret_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the app's client secret (else asked)."),
+    ] = None,
+    scopes: Annotated[
+        str, typer.Option(help="Access scopes to request, comma-separated.")
+    ] = "read_products,write_products,read_inventory,write_inventory,read_orders",
+    port: Annotated[
+        int, typer.Option(help="Loopback port for the redirect (0: any; register it).")
+    ] = 0,
+    paste: Annotated[
+        bool,
+        typer.Option(
+            "--paste",
+            help="Headless machine: open the URL anywhere, then paste the address the browser "
+            "lands on.",
+        ),
+    ] = False,
+    redirect_uri: Annotated[
+        str | None,
+        typer.Option(help="With --paste: the app's registered redirect URL."),
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE connector option (e.g. pace=false).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the approval.")] = 300.0,
+    allow_loopback: Annotated[
+        bool, typer.Option(help="Allow a plain-http loopback URL (sandboxes and tests only).")
+    ] = False,
+) -> None:
+    """Connect an account through the platform's OAuth (authorization code; the callback's
+    state and HMAC are checked); the token pair is stored encrypted and refreshed ahead of
+    expiry from then on."""
+    from partnersync.auth.loopback import CallbackListener
+
+    service = open_service()
+    secret = os.environ.get(client_secret_env) if client_secret_env else None
+    if client_secret_env and not secret:
+        raise PartnersyncError(f"environment variable {client_secret_env} is empty or unset")
+    secret = secret or typer.prompt("client secret", hide_input=True)
+    options = {key: _option_value(raw) for key, _, raw in (i.partition("=") for i in option or [])}
+
+    def connect(redirect: str, receive: Any) -> None:
+        anyio.run(
+            lambda: service.connect_account(
+                name=name,
+                platform=platform,
+                base_url=url,
+                client_id=client_id,
+                client_secret=secret,
+                scopes=scopes,
+                redirect_uri=redirect,
+                receive=receive,
+                options=options,
+                allow_loopback=allow_loopback,
+            )
+        )
+
+    if paste:
+        if not redirect_uri:
+            raise PartnersyncError("--paste needs --redirect-uri (the app's registered URL)")
+
+        async def pasted(authorize_url: str) -> dict[str, str]:
+            typer.echo(f"Open this address in a browser and approve:\n{authorize_url}")
+            landed = typer.prompt("Paste the full address the browser landed on")
+            return dict(parse_qsl(urlsplit(landed.strip()).query))
+
+        connect(redirect_uri, pasted)
+    else:
+        with CallbackListener(port) as listener:
+
+            async def listened(authorize_url: str) -> dict[str, str] | None:
+                typer.echo(f"Open this address in a browser and approve:\n{authorize_url}")
+                typer.echo(f"(waiting up to {timeout:.0f} s for {listener.redirect_uri})")
+                return await anyio.to_thread.run_sync(listener.wait, timeout)
+
+            connect(listener.redirect_uri, listened)
+    console.print(f"account [bold]{name}[/] connected ({platform}); tokens stored encrypted")
 
 
 def _option_value(raw: str) -> Any:

@@ -360,5 +360,11 @@ class ConnectorSpec:
     export_mappers: Mapping[str, type[ExportMapper[Any]]] = field(default_factory=dict)
     """Entity → the mapper building the payload a write of it sends (DESIGN §2)."""
     default_api_version: str | None = None
+    oauth_flow: Callable[..., Any] | None = None
+    """OAuth 2 for this platform: called as ``flow(shop_url, client_id, client_secret, *,
+    scopes, redirect_uri, transport)``; it gives the authorize URL, checks the callback,
+    exchanges the code and refreshes (see :mod:`partnersync.auth.oauth2`)."""
+    token_header: str | None = None
+    """The header an OAuth access token travels in."""
     location: str = "http"
     """What an account's URL is: ``http`` (a public https URL) or ``directory`` (a local path)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from partnersync.auth.oauth2 import ShopifyOAuth
 from partnersync.auth.schemes import HeaderTokenAuth
 from partnersync.connectors.base import ConnectorSpec
 from partnersync.connectors.shopify.connector import DEFAULT_API_VERSION, ShopifyConnector
@@ -36,6 +37,8 @@ SHOPIFY = ConnectorSpec(
     secret_fields=("access_token",),
     sandbox=_sandbox,
     default_api_version=DEFAULT_API_VERSION,
+    oauth_flow=ShopifyOAuth,
+    token_header="X-Shopify-Access-Token",
 )
 """The Shopify connector as the registry sees it."""
 

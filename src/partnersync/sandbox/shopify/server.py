@@ -50,6 +50,7 @@ from partnersync.sandbox.framework import DROP, Reply, Sandbox, json_reply
 from partnersync.sandbox.shopify.cost import MAX_QUERY_POINTS, CostRules, parsed, requested_points
 from partnersync.sandbox.shopify.data import ShopifyData, gid_number
 from partnersync.sandbox.shopify.mutations import ShopifyMutations, fulfillment_orders
+from partnersync.sandbox.shopify.oauth import ShopifyOAuthServer
 from partnersync.sandbox.shopify.search import build_filter
 
 API_VERSION = "2026-10"
@@ -376,6 +377,7 @@ class ShopifySandbox(Sandbox):
         self.throttle_status = throttle_status
         self.data = data or ShopifyData(**data_options)
         self.mutations = ShopifyMutations(self.data)
+        self.oauth = ShopifyOAuthServer(shop_domain="sandbox-shop.myshopify.com")
         self._rendered: OrderedDict[tuple[str, bytes, int], tuple[bytes, int, int]] = OrderedDict()
 
     def credentials(self) -> dict[str, str]:
@@ -383,11 +385,14 @@ class ShopifySandbox(Sandbox):
         return {"access_token": self.token}
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
-        """Serve ``POST /admin/api/{version}/graphql.json``."""
+        """Serve ``POST /admin/api/{version}/graphql.json`` and the OAuth endpoints."""
+        if path.startswith("/admin/oauth/"):
+            return self.oauth.handle(method, path, headers, body)
         match = _PATH.match(path.split("?")[0])
         if match is None or method != "POST":
             return json_reply(404, {"errors": "Not Found"})
-        if headers.get("x-shopify-access-token") != self.token:
+        presented = headers.get("x-shopify-access-token")
+        if presented != self.token and not self.oauth.accepts(presented):
             self.log.append({"t": time.monotonic(), "status": 401, "op": None})
             return json_reply(
                 401,

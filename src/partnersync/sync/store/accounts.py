@@ -43,6 +43,23 @@ class AccountRepository(Repository):
             connection.execute(_accounts.delete().where(_accounts.c.name == name))
             connection.execute(_accounts.insert(), [row])
 
+    def update_secrets(self, name: str, updates: dict[str, str]) -> None:
+        """Merge ``updates`` into an account's secrets in one transaction (a rotated token pair
+        is stored whole or not at all)."""
+        aad = f"account:{name}"
+        with self.uow.transaction() as connection:
+            sealed = connection.execute(
+                select(_accounts.c.secrets).where(_accounts.c.name == name)
+            ).scalar_one_or_none()
+            if sealed is None:
+                raise ConfigError(f"no account named {name!r}")
+            merged = {**orjson.loads(self.uow.vault.decrypt(sealed, aad)), **updates}
+            connection.execute(
+                _accounts.update()
+                .where(_accounts.c.name == name)
+                .values(secrets=self.uow.vault.encrypt(orjson.dumps(merged).decode(), aad))
+            )
+
     def get(self, name: str) -> dict[str, Any] | None:
         """An account's settings, without its secrets."""
         with self.uow.transaction() as connection:
