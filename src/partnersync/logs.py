@@ -113,6 +113,8 @@ def configure_logging(
         root.addHandler(handler)
     root.setLevel(resolved)
     logging.getLogger("alembic").setLevel(max(resolved, logging.WARNING))
+    # httpx says every request at INFO: kept for DEBUG (our client says waits and retries).
+    logging.getLogger("httpx").setLevel(max(resolved, logging.WARNING))
     # APScheduler says "Running job ..." at INFO on every fire; we log what the job did.
     logging.getLogger("apscheduler").setLevel(max(resolved, logging.WARNING))
     return redactor

@@ -56,11 +56,14 @@ def test_an_interrupted_pull_says_what_it_kept_and_the_next_run_resumes(
 
 
 def test_a_paused_process_is_fenced_out_and_writes_nothing_after_its_lease_passed_on(
-    world_factory: Callable[..., World], database_url: str
+    world_factory: Callable[..., World], database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """RELIABILITY T19: a run SIGSTOPped past its lease comes back to find a successor has
     taken over; its next page commit is refused, and it writes nothing at all (SQLite and
     PostgreSQL)."""
+    # Paused inside a transaction, it would hold the lease row's lock on PostgreSQL until the
+    # server ends its idle session (here after 3 s; 30 s by default).
+    monkeypatch.setenv("PARTNERSYNC_PG_IDLE_TIMEOUT", "3")
     world = world_factory(latency=0.3, database_url=database_url)
     stale = world.start("sync", "pull", "shop", "orders", "--full")
     _after_first_page(world)

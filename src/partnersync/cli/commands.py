@@ -31,6 +31,7 @@ from partnersync.cli.render import (
     doctor_table,
     emit_json,
     errors,
+    mask_personal,
     plan_dict,
     plan_table,
     print_push,
@@ -249,14 +250,15 @@ def accounts_add(
     service = open_service()
     spec = service.registry.get(platform)
     from_env = dict(item.split("=", 1) for item in secret_env or [])
-    unknown = sorted(set(from_env) - set(spec.secret_fields))
+    unknown = sorted(set(from_env) - set(spec.secret_fields) - set(spec.optional_secret_fields))
     if unknown:
         accepted = ", ".join(spec.secret_fields) or "none"
         raise PartnersyncError(
             f"{platform} accounts take the secret field(s) {accepted}, not {', '.join(unknown)}"
         )
     secrets: dict[str, str] = {}
-    for field in spec.secret_fields:
+    optional = [f for f in spec.optional_secret_fields if f in from_env]
+    for field in (*spec.secret_fields, *optional):
         if field in from_env:
             value = os.environ.get(from_env[field])
             if not value:
@@ -678,10 +680,27 @@ def records_list(
     console.print(table)
 
 
+RevealOption = Annotated[
+    bool,
+    typer.Option(
+        "--reveal", help="Show customers' emails, phones, names and addresses (masked otherwise)."
+    ),
+]
+
+
 @records_app.command("show")
-def records_show(account: str, entity: str, external_id: str, as_json: JsonOption = False) -> None:
-    """A canonical record by its platform id."""
+def records_show(
+    account: str,
+    entity: str,
+    external_id: str,
+    as_json: JsonOption = False,
+    reveal: RevealOption = False,
+) -> None:
+    """A canonical record by its platform id (customers' personal data masked unless
+    --reveal)."""
     record = open_service().record(account, entity, external_id)
+    if not reveal:
+        record = mask_personal(record)
     if as_json:
         emit_json(record)
     else:
@@ -786,10 +805,13 @@ def mapping_preview(
         str | None, typer.Argument(help="A record id; default: the first.")
     ] = None,
     as_json: JsonOption = False,
+    reveal: RevealOption = False,
 ) -> None:
     """A real record from the platform before and after mapping (with this account's overrides)
-    and the source fields of each canonical field."""
+    and the source fields of each canonical field (personal data masked unless --reveal)."""
     preview = anyio.run(lambda: open_service().preview_mapping(account, entity, external_id))
+    if not reveal:
+        preview = mask_personal(preview)
     if as_json:
         emit_json(preview)
         return
@@ -1018,6 +1040,20 @@ def doctor(as_json: JsonOption = False) -> None:
         console.print(doctor_table(checks))
     if not all(c["ok"] for c in checks):
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Receive the platforms' webhooks (POST /webhooks/PLATFORM/ACCOUNT): signatures checked,
+    each delivery applied once, a pull of what changed within seconds."""
+    from partnersync.web import serve as run_app
+
+    service = open_service(to_stderr=True)
+    errors.print(f"listening on http://{host}:{port}", highlight=False)
+    run_app(service, host, port)
 
 
 @db_app.command("upgrade")

@@ -324,3 +324,33 @@ def doctor_table(checks: Sequence[dict[str, Any]]) -> Table:
             check["fix"],
         )
     return table
+
+
+PERSONAL_KEYS = frozenset(
+    {"email", "phone", "firstname", "lastname", "address1", "address2", "zip", "company"}
+)
+"""Fields that identify a person (compared lowercased, without ``_``)."""
+MASK = "•••"
+
+
+def mask_personal(value: Any, parent: str = "") -> Any:
+    """``value`` with personal data masked: emails, phones, names and street addresses of
+    customers (a shown record never puts a customer's details on a screen or in a terminal
+    log; ``--reveal`` shows them)."""
+    if isinstance(value, dict):
+        return {
+            key: MASK
+            if isinstance(item, str) and _is_personal(str(key), parent)
+            else mask_personal(item, str(key))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_personal(item, parent) for item in value]
+    return value
+
+
+def _is_personal(key: str, parent: str) -> bool:
+    plain = key.replace("_", "").lower()
+    if plain in PERSONAL_KEYS:
+        return True
+    return plain == "name" and "address" in parent.replace("_", "").lower()

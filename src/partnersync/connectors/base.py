@@ -176,6 +176,20 @@ class ProductWriteOutcome:
     variant_ids: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class WebhookSpec:
+    """How a platform signs and labels its webhook deliveries: the header carrying the
+    base64 HMAC-SHA256 of the raw body, the secret field it is keyed with, the headers naming
+    the delivery (first present wins), the topic and the send time, and topic → entity."""
+
+    signature_header: str
+    secret_fields: tuple[str, ...]
+    id_headers: tuple[str, ...]
+    topic_header: str
+    topics: Mapping[str, str]
+    timestamp_header: str | None = None
+
+
 BudgetFactory = Callable[[str, float, float], RateBudget]
 """(key, capacity, refill rate) → the budget of that key."""
 
@@ -366,5 +380,9 @@ class ConnectorSpec:
     exchanges the code and refreshes (see :mod:`partnersync.auth.oauth2`)."""
     token_header: str | None = None
     """The header an OAuth access token travels in."""
+    webhooks: WebhookSpec | None = None
+    """Webhook deliveries this platform sends (``partnersync serve`` receives them)."""
+    optional_secret_fields: tuple[str, ...] = ()
+    """Secret fields an account may have (e.g. a webhook secret) besides the required ones."""
     location: str = "http"
     """What an account's URL is: ``http`` (a public https URL) or ``directory`` (a local path)."""

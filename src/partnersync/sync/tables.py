@@ -162,6 +162,19 @@ class BudgetRow(SQLModel, table=True):
     spent_total: float = 0.0
 
 
+class WebhookDeliveryRow(SQLModel, table=True):
+    """A webhook delivery accepted once: its id (the platform's event id) per account."""
+
+    __tablename__ = "webhook_deliveries"
+
+    account: str = Field(primary_key=True)
+    delivery_id: str = Field(primary_key=True)
+    topic: str
+    entity: str | None = None
+    triggered_at: str | None = None
+    received_at: str
+
+
 class DeadLetterRow(SQLModel, table=True):
     """A record that could not be mapped; the raw payload is a vault ciphertext."""
 

@@ -9,7 +9,7 @@ import httpx
 
 from partnersync.auth.oauth2 import ShopifyOAuth
 from partnersync.auth.schemes import HeaderTokenAuth
-from partnersync.connectors.base import ConnectorSpec
+from partnersync.connectors.base import ConnectorSpec, WebhookSpec
 from partnersync.connectors.shopify.connector import DEFAULT_API_VERSION, ShopifyConnector
 from partnersync.connectors.shopify.mappers import EXPORT_MAPPERS, IMPORT_MAPPERS
 
@@ -39,6 +39,25 @@ SHOPIFY = ConnectorSpec(
     default_api_version=DEFAULT_API_VERSION,
     oauth_flow=ShopifyOAuth,
     token_header="X-Shopify-Access-Token",
+    webhooks=WebhookSpec(
+        signature_header="X-Shopify-Hmac-Sha256",
+        secret_fields=("webhook_secret", "client_secret"),
+        id_headers=("X-Shopify-Event-Id", "X-Shopify-Webhook-Id"),
+        topic_header="X-Shopify-Topic",
+        timestamp_header="X-Shopify-Triggered-At",
+        topics={
+            "products/create": "products",
+            "products/update": "products",
+            "inventory_levels/update": "inventory",
+            "inventory_items/update": "inventory",
+            "orders/create": "orders",
+            "orders/updated": "orders",
+            "orders/cancelled": "orders",
+            "orders/fulfilled": "orders",
+            "orders/paid": "orders",
+        },
+    ),
+    optional_secret_fields=("webhook_secret",),
 )
 """The Shopify connector as the registry sees it."""
 

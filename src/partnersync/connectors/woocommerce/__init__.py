@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from partnersync.auth.oauth1 import ConsumerKeyAuth
-from partnersync.connectors.base import ConnectorSpec
+from partnersync.connectors.base import ConnectorSpec, WebhookSpec
 from partnersync.connectors.woocommerce.connector import WooCommerceConnector
 from partnersync.connectors.woocommerce.mappers import EXPORT_MAPPERS, IMPORT_MAPPERS
 
@@ -43,6 +43,19 @@ WOOCOMMERCE = ConnectorSpec(
     auth=consumer_key_auth,
     secret_fields=("consumer_key", "consumer_secret"),
     sandbox=_sandbox,
+    webhooks=WebhookSpec(
+        signature_header="X-WC-Webhook-Signature",
+        secret_fields=("webhook_secret",),
+        id_headers=("X-WC-Webhook-Delivery-ID",),
+        topic_header="X-WC-Webhook-Topic",
+        topics={
+            "product.created": "products",
+            "product.updated": "products",
+            "order.created": "orders",
+            "order.updated": "orders",
+        },
+    ),
+    optional_secret_fields=("webhook_secret",),
 )
 """The WooCommerce connector as the registry sees it."""
 

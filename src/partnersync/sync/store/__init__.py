@@ -38,6 +38,7 @@ from partnersync.sync.store.unit import (
     make_engine,
     utcnow_iso,
 )
+from partnersync.sync.store.webhooks import WebhookRepository
 
 
 class HubStore:
@@ -57,6 +58,7 @@ class HubStore:
         self.keys = KeyRepository(self.uow)
         self.leases = LeaseRepository(self.uow)
         self.job_runs = JobRunRepository(self.uow)
+        self.webhooks = WebhookRepository(self.uow)
 
     @property
     def engine(self) -> Engine:

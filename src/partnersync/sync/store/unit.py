@@ -39,6 +39,7 @@ from partnersync.sync.tables import (
     OutboxRow,
     RecordRow,
     RunRow,
+    WebhookDeliveryRow,
 )
 
 PII_ENTITIES = frozenset({"orders"})
@@ -57,6 +58,7 @@ _conflicts = ConflictRow.__table__  # type: ignore[attr-defined]
 _leases = LeaseRow.__table__  # type: ignore[attr-defined]
 _job_runs = JobRunRow.__table__  # type: ignore[attr-defined]
 _budgets = BudgetRow.__table__  # type: ignore[attr-defined]
+_deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,25 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"cannot use database URL: {type(exc).__name__}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _postgres_session)
     return engine
+
+
+IDLE_IN_TRANSACTION_ENV = "PARTNERSYNC_PG_IDLE_TIMEOUT"
+"""Seconds (default 30) PostgreSQL lets one of our sessions sit idle inside a transaction."""
+
+
+def _postgres_session(dbapi_connection: Any, _record: Any) -> None:
+    # A process paused mid-transaction (SIGSTOP, a frozen VM) would hold its row locks — the
+    # lease row among them — for as long as it stays paused, and no successor could take its
+    # lease over. Our transactions never wait on anyone between statements, so a session idle
+    # inside one that long is such a process: PostgreSQL ends it and releases its locks (its
+    # writes roll back; when it wakes, its connection is gone and it writes nothing).
+    seconds = float(os.environ.get(IDLE_IN_TRANSACTION_ENV) or 30)
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(f"SET idle_in_transaction_session_timeout = {int(seconds * 1000)}")
+    dbapi_connection.commit()
 
 
 class UnitOfWork:

@@ -1,0 +1,154 @@
+"""``partnersync serve``: one ASGI app (starlette + uvicorn) receiving the platforms' webhooks.
+
+``POST /webhooks/{platform}/{account}``: the raw body's signature is checked in constant time
+before anything is parsed (401 and no side effect when it is missing, wrong, made with another
+secret, or the delivery is older than the replay window); a delivery id seen before is answered
+200 and not applied again; an accepted delivery asks for a pull of the account × entity its
+topic names — coalesced, so a burst of deliveries makes one incremental pull, run here under the
+same leases as every other run — so stock and orders move within seconds. The periodic
+incremental pull stays the safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from partnersync.auth.webhooks import signature_matches
+from partnersync.errors import AlreadyRunningError, ConfigError, PartnersyncError
+from partnersync.service import Partnersync
+from partnersync.sync.offload import blocking
+
+log = logging.getLogger("partnersync.web")
+
+MAX_BODY = 2 * 1024 * 1024
+REPLAY_WINDOW = timedelta(hours=24)
+"""Deliveries sent longer ago than this are refused (a platform's own retries come sooner)."""
+
+
+class PullRequests:
+    """Pulls asked for by webhooks: one pending request per account × entity, run one at a
+    time in the background; a pull that finds its scope busy is asked again a moment later."""
+
+    def __init__(self, service: Partnersync) -> None:
+        self.service = service
+        self.pending: set[tuple[str, str]] = set()
+        self._wake = anyio.Event()
+        self.pulls = 0
+
+    def ask(self, account: str, entity: str) -> None:
+        """Ask for a pull (coalesced with one already asked for)."""
+        self.pending.add((account, entity))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Serve requests until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while self.pending:
+                account, entity = self.pending.pop()
+                try:
+                    await self.service.pull(account, entity)
+                    self.pulls += 1
+                except AlreadyRunningError:
+                    await anyio.sleep(0.5)
+                    self.pending.add((account, entity))
+                except PartnersyncError as exc:
+                    log.warning("pull after webhook %s/%s failed: %s", account, entity, exc)
+
+
+def create_app(service: Partnersync, *, replay_window: timedelta = REPLAY_WINDOW) -> Starlette:
+    """The app: webhooks now (the connect page will join them)."""
+    pulls = PullRequests(service)
+
+    async def webhook(request: Request) -> JSONResponse:
+        platform = request.path_params["platform"]
+        account_name = request.path_params["account"]
+        try:
+            account = await blocking(service.account, account_name)
+        except ConfigError:
+            return JSONResponse({"error": "unknown account"}, status_code=404)
+        spec = service.registry.get(account["platform"])
+        if account["platform"] != platform or spec.webhooks is None:
+            return JSONResponse({"error": "unknown account"}, status_code=404)
+        hooks = spec.webhooks
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return JSONResponse({"error": "too large"}, status_code=413)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return JSONResponse({"error": "too large"}, status_code=413)
+        fields = await blocking(service.store.accounts.secrets, account_name)
+        keys = [fields[name] for name in hooks.secret_fields if fields.get(name)]
+        if not signature_matches(body, request.headers.get(hooks.signature_header), keys):
+            log.warning("webhook for %s refused: bad or missing signature", account_name)
+            return JSONResponse({"error": "invalid signature"}, status_code=401)
+        sent = request.headers.get(hooks.timestamp_header) if hooks.timestamp_header else None
+        if sent is not None and _too_old(sent, replay_window):
+            log.warning("webhook for %s refused: sent at %s, too old", account_name, sent)
+            return JSONResponse({"error": "stale delivery"}, status_code=401)
+        delivery = next(
+            (request.headers[h] for h in hooks.id_headers if request.headers.get(h)), None
+        )
+        if delivery is None:
+            return JSONResponse({"error": "no delivery id"}, status_code=400)
+        topic = request.headers.get(hooks.topic_header, "")
+        entity = hooks.topics.get(topic)
+        first = await blocking(
+            service.store.webhooks.accept,
+            account_name,
+            delivery,
+            topic=topic,
+            entity=entity,
+            triggered_at=sent,
+        )
+        if not first:
+            return JSONResponse({"duplicate": True})
+        if entity is not None:
+            pulls.ask(account_name, entity)
+        return JSONResponse({"accepted": True, "entity": entity})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True, "pending_pulls": len(pulls.pending)})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as group:
+            group.start_soon(pulls.run)
+            yield
+            group.cancel_scope.cancel()
+
+    app = Starlette(
+        routes=[
+            Route("/webhooks/{platform}/{account}", webhook, methods=["POST"]),
+            Route("/healthz", health),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.pulls = pulls
+    return app
+
+
+def _too_old(sent: str, window: timedelta) -> bool:
+    try:
+        moment = datetime.fromisoformat(sent.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return datetime.now(UTC) - moment > window
+
+
+def serve(service: Partnersync, host: str, port: int) -> None:
+    """Run the app with uvicorn until SIGTERM/SIGINT."""
+    import uvicorn
+
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
