@@ -152,3 +152,35 @@ def test_retry_after_formats() -> None:
     assert parse_retry_after(format_datetime(now + timedelta(seconds=5), usegmt=True), now) == 5.0
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
+
+
+async def test_an_answer_over_the_size_limit_is_refused_before_it_fills_memory(
+    mock: respx.MockRouter,
+) -> None:
+    big = b"[" + b'"x",' * 300_000 + b'"x"]'  # ~1.2 MB
+    mock.get("/items").mock(return_value=httpx.Response(200, content=big))
+    http = HttpClient(BASE, clock=FakeClock(), max_response_bytes=1024 * 1024)
+    with pytest.raises(BadResponseError, match="over 1 MiB"):
+        await http.request_json("GET", "/items")
+    await http.aclose()
+
+
+async def test_a_gzipped_answer_is_read_once_and_json_nested_too_deep_is_refused(
+    mock: respx.MockRouter,
+) -> None:
+    import gzip
+
+    mock.get("/gz").mock(
+        return_value=httpx.Response(
+            200,
+            content=gzip.compress(b'{"ok": true}'),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+    )
+    mock.get("/deep").mock(return_value=httpx.Response(200, content=b"[" * 2000 + b"]" * 2000))
+    http = HttpClient(BASE, clock=FakeClock())
+    _, body = await http.request_json("GET", "/gz")
+    assert body == {"ok": True}
+    with pytest.raises(BadResponseError, match="invalid JSON"):
+        await http.request_json("GET", "/deep")
+    await http.aclose()

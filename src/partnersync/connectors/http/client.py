@@ -115,6 +115,11 @@ def error_for_status(response: httpx.Response, clock_now: datetime | None = None
     raise STATUS_ERRORS.get(status, BadRequestError)(message, status_code=status)
 
 
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+"""Largest answer read into memory (a page of 250 large orders is a few MiB). JSON nested
+deeper than 1,024 levels is refused by the parser (orjson's limit)."""
+
+
 class HttpClient:
     """Async HTTP with pacing, retries and typed errors; one per connector instance."""
 
@@ -129,7 +134,9 @@ class HttpClient:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         headers: Mapping[str, str] | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
+        self.max_response_bytes = max_response_bytes
         self.limiter = limiter
         self.retry = retry or RetryPolicy()
         self.clock = clock or SystemClock()
@@ -187,6 +194,41 @@ class HttpClient:
         )
         return wait
 
+    async def _bounded(self, request: httpx.Request) -> httpx.Response:
+        """Send and read the answer, refusing one larger than ``max_response_bytes`` (by its
+        Content-Length, or as it streams in) before it fills memory."""
+        response = await self._client.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_response_bytes:
+                raise self._too_large(request)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > self.max_response_bytes:
+                    raise self._too_large(request)
+        finally:
+            await response.aclose()
+        # The body is decoded already: the new response must not decode it again.
+        kept = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=kept,
+            content=bytes(body),
+            request=request,
+            extensions=response.extensions,
+        )
+
+    def _too_large(self, request: httpx.Request) -> BadResponseError:
+        return BadResponseError(
+            f"answer to {request.method} {request.url.path} is over "
+            f"{self.max_response_bytes // (1024 * 1024)} MiB: refused"
+        )
+
     @property
     def host(self) -> str:
         """The host this client talks to (named in messages)."""
@@ -242,8 +284,10 @@ class HttpClient:
             headers = {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
         self.requests_sent += 1
         try:
-            response = await self._client.request(
-                method, url, content=content, params=params, headers=headers
+            response = await self._bounded(
+                self._client.build_request(
+                    method, url, content=content, params=params, headers=headers
+                )
             )
         except httpx.TimeoutException as exc:
             metrics.ERRORS.labels(self.host, "timeout").inc()
