@@ -49,6 +49,17 @@ STATUS_ORDER = ("failed", "interrupted", "abandoned", "partial", "succeeded")
 """Worst first: a job run's status is the worst of its runs'."""
 
 
+def _guarded(
+    transport: httpx.AsyncBaseTransport | None, allow_loopback: bool
+) -> httpx.AsyncBaseTransport | None:
+    """``transport`` checking every connection's address (unless loopback is allowed)."""
+    if allow_loopback:
+        return transport
+    from partnersync.connectors.http.guard import AddressGuardTransport
+
+    return AddressGuardTransport(transport)
+
+
 def worst_status(statuses: Sequence[str]) -> str:
     """The worst of ``statuses`` (``succeeded`` for none)."""
     for status in STATUS_ORDER:
@@ -408,6 +419,9 @@ class Partnersync:
         secrets = self.store.accounts.secrets(name)
         if self.redactor is not None:
             self.redactor.register(*secrets.values())
+        if spec.location == "http" and not options.get("allow_loopback"):
+            # Checked again at every connection (DNS rebinding), not only when it was added.
+            options["guard_addresses"] = True
         info = AccountInfo(
             name=name,
             platform=account["platform"],
@@ -447,7 +461,7 @@ class Partnersync:
                 fields["client_id"],
                 fields["client_secret"],
                 scopes=fields.get("scope", ""),
-                transport=transport,
+                transport=_guarded(transport, bool(account["options"].get("allow_loopback"))),
             )
             keeper = TokenKeeper(
                 name,
@@ -509,7 +523,7 @@ class Partnersync:
             client_secret,
             scopes=scopes,
             redirect_uri=redirect_uri,
-            transport=transport,
+            transport=_guarded(transport, allow_loopback),
         )
         authorize_url, state = flow.authorization_url()
         params = await receive(authorize_url)

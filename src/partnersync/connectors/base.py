@@ -222,6 +222,10 @@ class Connector(ABC):
     ) -> None:
         self.account = account
         self.auth = auth
+        if account.options.get("guard_addresses"):
+            from partnersync.connectors.http.guard import AddressGuardTransport
+
+            transport = AddressGuardTransport(transport)
         self.transport = transport
         self.clock = clock or SystemClock()
         self.budgets = budgets

@@ -174,7 +174,7 @@ class ShopifyConnector(Connector):
             limiter=self.limiter,
             retry=RetryPolicy(max_attempts=int(options.get("max_attempts", 6))),
             clock=self.clock,
-            transport=transport,
+            transport=self.transport,
             timeout=float(options.get("timeout", 30.0)),
         )
         self.endpoint = f"/admin/api/{self.api_version}/graphql.json"
