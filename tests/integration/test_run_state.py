@@ -173,22 +173,17 @@ def test_json_logs_carry_the_run_id(world_factory: Callable[..., World]) -> None
     pull = world.start("sync", "pull", "shop", "orders")
     pull.communicate(timeout=60)
     assert pull.returncode == 0
-    lines = [
-        json.loads(line)
-        for line in (world.root / "logs" / "partnersync.log").read_text().splitlines()
-        if line.startswith("{")
-    ]
-    assert lines == []  # plain text unless asked
+    assert _json_lines(world) == []  # plain text unless asked
     world.shop.data.touch("orders", 3)
     pull = world.start_with({"PARTNERSYNC_LOG_FORMAT": "json"}, "sync", "pull", "shop", "orders")
     pull.communicate(timeout=60)
     assert pull.returncode == 0
-    lines = [
-        json.loads(line)
-        for line in (world.root / "logs" / "partnersync.log").read_text().splitlines()
-        if line.startswith("{")
-    ]
-    in_run = [line for line in lines if "run_id" in line]
+    in_run = [line for line in _json_lines(world) if "run_id" in line]
     assert in_run
     assert {line["run_id"] for line in in_run} == {2}
     assert any(line["message"].startswith("run 2 shop/orders succeeded") for line in in_run)
+
+
+def _json_lines(world: World) -> list[dict[str, object]]:
+    log = (world.root / "logs" / "partnersync.log").read_text()
+    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from partnersync.errors import ConfigError
 from partnersync.sync.store.unit import (
@@ -46,18 +46,11 @@ class AccountRepository(Repository):
     def update_secrets(self, name: str, updates: dict[str, str]) -> None:
         """Merge ``updates`` into an account's secrets in one transaction (a rotated token pair
         is stored whole or not at all)."""
-        aad = f"account:{name}"
         with self.uow.transaction() as connection:
-            sealed = connection.execute(
-                select(_accounts.c.secrets).where(_accounts.c.name == name)
-            ).scalar_one_or_none()
-            if sealed is None:
-                raise ConfigError(f"no account named {name!r}")
-            merged = {**orjson.loads(self.uow.vault.decrypt(sealed, aad)), **updates}
+            merged = {**self._secrets_in(connection, name), **updates}
+            sealed = self.uow.vault.encrypt(orjson.dumps(merged).decode(), f"account:{name}")
             connection.execute(
-                _accounts.update()
-                .where(_accounts.c.name == name)
-                .values(secrets=self.uow.vault.encrypt(orjson.dumps(merged).decode(), aad))
+                _accounts.update().where(_accounts.c.name == name).values(secrets=sealed)
             )
 
     def get(self, name: str) -> dict[str, Any] | None:
@@ -78,9 +71,12 @@ class AccountRepository(Repository):
     def secrets(self, name: str) -> dict[str, str]:
         """Decrypt an account's secrets (for building its auth flow; never print them)."""
         with self.uow.transaction() as connection:
-            sealed = connection.execute(
-                select(_accounts.c.secrets).where(_accounts.c.name == name)
-            ).scalar_one_or_none()
+            return self._secrets_in(connection, name)
+
+    def _secrets_in(self, connection: Connection, name: str) -> dict[str, str]:
+        sealed = connection.execute(
+            select(_accounts.c.secrets).where(_accounts.c.name == name)
+        ).scalar_one_or_none()
         if sealed is None:
             raise ConfigError(f"no account named {name!r}")
         result: dict[str, str] = orjson.loads(self.uow.vault.decrypt(sealed, f"account:{name}"))
