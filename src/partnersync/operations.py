@@ -87,6 +87,7 @@ async def run_daemon(
             on_stop=service.stop.request,
             run_at_start=run_at_start,
             shutdown_grace=shutdown_grace,
+            stop_requested=lambda: service.stop.requested,
         ).run()
         return
     if executor != "workers":
@@ -101,6 +102,7 @@ async def run_daemon(
             WorkersExecutor(queue, lanes_of(service)),
             on_stop=service.stop.request,
             run_at_start=run_at_start,
+            stop_requested=lambda: service.stop.requested,
         ).run()
 
 
@@ -125,6 +127,7 @@ async def run_worker(
         heartbeat=heartbeat,
         stall_timeout=stall_timeout,
         name=service.leases.holder,
+        stop_requested=lambda: service.stop.requested,
     )
 
 

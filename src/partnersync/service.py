@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 import httpx
@@ -549,6 +551,66 @@ class Partnersync:
         )
         self._keepers.pop(name, None)
         return token
+
+    def start_key_handover(
+        self,
+        *,
+        name: str,
+        platform: str,
+        base_url: str,
+        public_url: str,
+        options: Mapping[str, Any] | None = None,
+        allow_loopback: bool = False,
+    ) -> tuple[str, str]:
+        """Start a key handover (WooCommerce's app authorisation): returns the URL the store
+        owner opens and the state naming this connection. The store POSTs the keys to
+        ``public_url``'s ``/connect/PLATFORM/callback/STATE``, which ``partnersync serve``
+        answers; nothing is stored until then."""
+        spec = self.registry.get(platform)
+        if spec.key_handover_path is None:
+            raise ConfigError(f"{platform} hands over no keys; use accounts add")
+        url = self._validate_location(spec, base_url, allow_loopback=allow_loopback)
+        public = public_url.rstrip("/")
+        state = secrets.token_urlsafe(24)
+        self.store.pending_connects.open(
+            state,
+            name=name,
+            platform=platform,
+            base_url=url,
+            options={**(options or {}), "allow_loopback": allow_loopback},
+        )
+        query = urlencode(
+            {
+                "app_name": "partnersync",
+                "scope": "read_write",
+                "user_id": state,
+                "return_url": f"{public}/connect/{platform}/return",
+                "callback_url": f"{public}/connect/{platform}/callback/{state}",
+            }
+        )
+        return f"{url}{spec.key_handover_path}?{query}", state
+
+    def complete_key_handover(self, platform: str, state: str, keys: Mapping[str, Any]) -> str:
+        """The store's POST of the keys: stored encrypted for the connection ``state`` started
+        (once; an unknown, used or hour-old state is refused). Returns the account name."""
+        if str(keys.get("user_id")) != state:
+            raise AuthenticationError("the keys were posted for another connection")
+        pending = self.store.pending_connects.claim(state)
+        if pending is None or pending["platform"] != platform:
+            raise AuthenticationError("no connection is waiting for these keys")
+        spec = self.registry.get(platform)
+        fields = {name: str(keys.get(name) or "") for name in spec.secret_fields}
+        options = dict(pending["options"])
+        allow_loopback = bool(options.pop("allow_loopback", False))
+        self.add_account(
+            name=pending["name"],
+            platform=platform,
+            base_url=pending["base_url"],
+            secrets=fields,
+            options=options,
+            allow_loopback=allow_loopback,
+        )
+        return str(pending["name"])
 
     async def test_account(self, name: str) -> str:
         """One cheap authenticated call; returns what the platform says about the account."""

@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import httpx
@@ -196,3 +198,83 @@ def test_a_refused_refresh_token_asks_for_a_new_connection(project: tuple[Path, 
         with pytest.raises(AuthenticationError, match="connect the account again"):
             anyio.run(service.test_account, "shop")
         service.close()
+
+
+def test_a_woocommerce_store_hands_its_keys_to_partnersync_serve(
+    project: tuple[Path, str], tmp_path: Path
+) -> None:
+    """WooCommerce's app authorisation (`/wc-auth/v1/authorize`): the owner approves, the store
+    posts a new key pair to `partnersync serve`, the account works with it; a post for a
+    connection nobody started, or a second post for the same one, is refused."""
+    from partnersync.sandbox.woocommerce import WooCommerceSandbox
+
+    root, keys = project
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server_log = (tmp_path / "serve.err").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "partnersync", "-p", str(root), "serve", "--port", str(port)],
+        env={**os.environ, "PARTNERSYNC_KEYS": keys},
+        stdout=subprocess.DEVNULL,
+        stderr=server_log,
+    )
+    public = f"http://127.0.0.1:{port}"
+    try:
+        with WooCommerceSandbox() as store:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    httpx.get(f"{public}/healthz", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            forged = httpx.post(
+                f"{public}/connect/woocommerce/callback/nobody-started-this",
+                json={"user_id": "nobody-started-this", "consumer_key": "ck_x"},
+            )
+            assert forged.status_code == 401
+            connect = _cli(
+                root,
+                keys,
+                "accounts",
+                "connect",
+                "woo",
+                "--platform",
+                "woocommerce",
+                "--url",
+                store.url,
+                "--public-url",
+                public,
+                "--allow-loopback",
+            )
+            assert connect.stdout is not None
+            authorize_url = ""
+            while not authorize_url.startswith("http"):
+                authorize_url = connect.stdout.readline().strip()
+                assert authorize_url or connect.poll() is None, connect.communicate()
+            landed = httpx.get(authorize_url, follow_redirects=True, timeout=10)
+            assert landed.status_code == 200
+            assert "Connected" in landed.text
+            out, err = connect.communicate(timeout=30)
+            assert "connected" in out
+            assert connect.returncode == 0, err
+            assert len(store.issued_keys) == 1
+            (issued_key,) = store.issued_keys
+            state = dict(parse_qsl(urlsplit(authorize_url).query))["user_id"]
+            replayed = httpx.post(
+                f"{public}/connect/woocommerce/callback/{state}",
+                json={"user_id": state, "consumer_key": "ck_evil", "consumer_secret": "cs_evil"},
+            )
+            assert replayed.status_code == 401  # one use
+            service = make_service(root, Vault.parse(keys))
+            assert service.store.accounts.secrets("woo")["consumer_key"] == issued_key
+            service.close()
+            pull = _cli(root, keys, "sync", "pull", "woo", "products")
+            _, err = pull.communicate(timeout=60)
+            assert pull.returncode == 0, err
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        server_log.close()

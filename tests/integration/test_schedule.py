@@ -159,3 +159,15 @@ def test_cron_mode_exits_with_already_running_while_the_job_runs_elsewhere(
     assert "pull:shop:orders" in err
     third.communicate(timeout=60)
     assert third.returncode == 0
+
+
+def test_a_daemon_told_to_stop_while_starting_up_stops(
+    world_factory: Callable[..., World],
+) -> None:
+    world = world_factory()
+    for delay in (0.3, 0.6, 0.9):  # before, during and after the signal receiver starts
+        daemon = world.start("schedule", "run", "--wait-first")
+        time.sleep(delay)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=20)
+        assert daemon.returncode in (0, -signal.SIGTERM), err

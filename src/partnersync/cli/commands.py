@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from datetime import datetime
 from decimal import Decimal
 from importlib import metadata
@@ -287,7 +288,16 @@ def accounts_connect(
     name: str,
     platform: Annotated[str, typer.Option(help="Platform with OAuth, e.g. shopify.")],
     url: Annotated[str, typer.Option(help="The shop, e.g. https://my-shop.myshopify.com.")],
-    client_id: Annotated[str, typer.Option(help="Your app's client id (API key).")],
+    client_id: Annotated[
+        str | None, typer.Option(help="OAuth platforms: your app's client id (API key).")
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Key-handover platforms (WooCommerce): the https address where `partnersync "
+            "serve` runs; the store posts the keys there."
+        ),
+    ] = None,
     client_secret_env: Annotated[
         str | None,
         typer.Option(help="Environment variable holding the app's client secret (else asked)."),
@@ -318,12 +328,19 @@ def accounts_connect(
         bool, typer.Option(help="Allow a plain-http loopback URL (sandboxes and tests only).")
     ] = False,
 ) -> None:
-    """Connect an account through the platform's OAuth (authorization code; the callback's
-    state and HMAC are checked); the token pair is stored encrypted and refreshed ahead of
-    expiry from then on."""
+    """Connect an account: OAuth (Shopify: authorization code, the callback's state and HMAC
+    checked, tokens stored encrypted and refreshed ahead of expiry) or a key handover
+    (WooCommerce: the store owner approves and the store posts the keys to `partnersync serve`
+    at --public-url)."""
     from partnersync.auth.loopback import CallbackListener
 
     service = open_service()
+    spec = service.registry.get(platform)
+    if spec.key_handover_path is not None:
+        _key_handover(service, name, platform, url, public_url, option, timeout, allow_loopback)
+        return
+    if not client_id:
+        raise PartnersyncError(f"{platform} uses OAuth: pass --client-id")
     secret = os.environ.get(client_secret_env) if client_secret_env else None
     if client_secret_env and not secret:
         raise PartnersyncError(f"environment variable {client_secret_env} is empty or unset")
@@ -366,6 +383,39 @@ def accounts_connect(
 
             connect(listener.redirect_uri, listened)
     console.print(f"account [bold]{name}[/] connected ({platform}); tokens stored encrypted")
+
+
+def _key_handover(
+    service: Partnersync,
+    name: str,
+    platform: str,
+    url: str,
+    public_url: str | None,
+    option: list[str] | None,
+    timeout: float,
+    allow_loopback: bool,
+) -> None:
+    if not public_url:
+        raise PartnersyncError(
+            f"{platform} posts the keys to partnersync serve: pass --public-url (its https address)"
+        )
+    options = {key: _option_value(raw) for key, _, raw in (i.partition("=") for i in option or [])}
+    authorize_url, state = service.start_key_handover(
+        name=name,
+        platform=platform,
+        base_url=url,
+        public_url=public_url,
+        options=options,
+        allow_loopback=allow_loopback,
+    )
+    typer.echo(f"Open this address in a browser and approve:\n{authorize_url}")
+    typer.echo(f"(waiting up to {timeout:.0f} s for the store to post the keys to {public_url})")
+    deadline = time.monotonic() + timeout
+    while not service.store.pending_connects.completed(state):
+        if time.monotonic() > deadline:
+            raise PartnersyncError("no keys arrived: is partnersync serve reachable there?")
+        time.sleep(0.2)
+    console.print(f"account [bold]{name}[/] connected ({platform}); keys stored encrypted")
 
 
 def _option_value(raw: str) -> Any:

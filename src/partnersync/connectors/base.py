@@ -386,6 +386,9 @@ class ConnectorSpec:
     """The header an OAuth access token travels in."""
     webhooks: WebhookSpec | None = None
     """Webhook deliveries this platform sends (``partnersync serve`` receives them)."""
+    key_handover_path: str | None = None
+    """Where a store owner approves handing API keys to an app, which the store then POSTs to
+    our callback (WooCommerce: ``/wc-auth/v1/authorize``)."""
     optional_secret_fields: tuple[str, ...] = ()
     """Secret fields an account may have (e.g. a webhook secret) besides the required ones."""
     location: str = "http"

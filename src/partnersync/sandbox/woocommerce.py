@@ -30,12 +30,14 @@ import base64
 import hashlib
 import hmac
 import random
+import secrets
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+import httpx
 import orjson
 
 from partnersync.sandbox.framework import DROP, Reply, Sandbox, json_reply
@@ -313,6 +315,8 @@ class WooCommerceSandbox(Sandbox):
         super().__init__(port=port, log_path=log_path)
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
+        self.issued_keys: dict[str, str] = {}
+        """Key pairs created through ``/wc-auth/v1/authorize``."""
         self.throttle_every = throttle_every
         self.retry_after = retry_after
         self.shipment_tracking = shipment_tracking
@@ -350,6 +354,8 @@ class WooCommerceSandbox(Sandbox):
         body: bytes,
         entry: dict[str, Any],
     ) -> Reply:
+        if path == "/wc-auth/v1/authorize" and method == "GET":
+            return self._authorize_app(query)
         tracking = path.startswith(TRACKING_PREFIX)
         if not path.startswith(PREFIX) and not (tracking and self.shipment_tracking):
             return _error(404, "rest_no_route", "No route was found matching the URL.")
@@ -371,6 +377,42 @@ class WooCommerceSandbox(Sandbox):
         with self.data.lock:
             return self._route(method, route, query, payload, entry)
 
+    def _authorize_app(self, query: dict[str, str]) -> Reply:
+        """``/wc-auth/v1/authorize``: the store owner approves (here at once); the store creates
+        a key pair, POSTs it as JSON to ``callback_url`` (``key_id``, ``user_id``,
+        ``consumer_key``, ``consumer_secret``, ``key_permissions``), then sends the browser to
+        ``return_url`` with ``success`` and ``user_id``. Real stores want an https callback;
+        the sandbox takes loopback http too."""
+        needed = ("app_name", "scope", "user_id", "return_url", "callback_url")
+        if any(not query.get(name) for name in needed) or query["scope"] not in (
+            "read",
+            "write",
+            "read_write",
+        ):
+            return _error(400, "woocommerce_rest_invalid_request", "Missing or invalid parameter.")
+        callback = urlsplit(query["callback_url"])
+        if callback.scheme != "https" and callback.hostname != "127.0.0.1":
+            return _error(400, "woocommerce_rest_invalid_request", "callback_url must be https.")
+        key = "ck_" + secrets.token_hex(20)
+        secret = "cs_" + secrets.token_hex(20)
+        posted = {
+            "key_id": len(self.issued_keys) + 2,
+            "user_id": query["user_id"],
+            "consumer_key": key,
+            "consumer_secret": secret,
+            "key_permissions": query["scope"],
+        }
+        try:
+            answer = httpx.post(query["callback_url"], json=posted, timeout=10)
+            delivered = answer.is_success
+        except httpx.HTTPError:
+            delivered = False
+        if delivered:
+            self.issued_keys[key] = secret
+        separator = "&" if "?" in query["return_url"] else "?"
+        back = urlencode({"success": int(delivered), "user_id": query["user_id"]})
+        return 302, {"Location": f"{query['return_url']}{separator}{back}"}, b""
+
     def _authenticate(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str]
     ) -> Reply | None:
@@ -380,7 +422,10 @@ class WooCommerceSandbox(Sandbox):
                 "woocommerce_rest_cannot_view",
                 "Basic authentication is only accepted over HTTPS.",
             )
-        if query.get("oauth_consumer_key") != self.consumer_key:
+        secret = self.issued_keys.get(query.get("oauth_consumer_key", ""))
+        if query.get("oauth_consumer_key") == self.consumer_key:
+            secret = self.consumer_secret
+        if secret is None:
             return _error(401, "woocommerce_rest_authentication_error", "Consumer key is invalid.")
         method_name = query.get("oauth_signature_method", "")
         digests = {"HMAC-SHA1": hashlib.sha1, "HMAC-SHA256": hashlib.sha256}
@@ -398,7 +443,7 @@ class WooCommerceSandbox(Sandbox):
         encoded = sorted((_pct(k), _pct(v)) for k, v in params.items())
         normalized = "&".join(f"{k}={v}" for k, v in encoded)
         base = "&".join([method.upper(), _pct(f"{self.url}{path}"), _pct(normalized)])
-        key = f"{self.consumer_secret}&".encode()
+        key = f"{secret}&".encode()
         expected = base64.b64encode(
             hmac.new(key, base.encode(), digests[method_name]).digest()
         ).decode()

@@ -91,6 +91,7 @@ class Daemon:
         on_stop: Callable[[str], None],
         run_at_start: bool = True,
         shutdown_grace: float = 30.0,
+        stop_requested: Callable[[], bool] = lambda: False,
     ) -> None:
         self.states = {
             name: JobState(name, job.schedule, job.priority_lane)
@@ -101,6 +102,7 @@ class Daemon:
         self.on_stop = on_stop
         self.run_at_start = run_at_start
         self.shutdown_grace = shutdown_grace
+        self.stop_requested = stop_requested
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = anyio.Event()
         self._running: set[str] = set()
@@ -142,6 +144,9 @@ class Daemon:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._watch_signals, signals)
+                if self.stop_requested():
+                    # SIGTERM came while starting up, before our receiver was listening.
+                    self.request_stop("SIGTERM before start")
                 scheduler.start()
                 log.info("scheduling %s", ", ".join(sorted(self.states)))
                 await self._stopping.wait()

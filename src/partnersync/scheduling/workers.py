@@ -138,6 +138,7 @@ async def run_worker(
     heartbeat: float = 10.0,
     stall_timeout: float = 30.0,
     name: str | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> None:
     """Run jobs from the queue until SIGTERM/SIGINT: then running jobs end after their page,
     procrastinate waits for them, and the worker unregisters."""
@@ -167,11 +168,18 @@ async def run_worker(
                 reason = signal.Signals(signum).name
                 log.info("worker stopping (%s): running jobs end after their page", reason)
                 on_stop(reason)
+                await keep_stopping()
+
+        async def keep_stopping() -> None:
+            # Worker.run() clears a stop asked for before it started: ask until it ends.
+            while True:
                 worker.stop()
-                return
+                await anyio.sleep(0.5)
 
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             group.start_soon(watch, signals)
             group.start_soon(reap)
+            if stop_requested():  # SIGTERM came while starting up
+                group.start_soon(keep_stopping)
             await worker.run()
             group.cancel_scope.cancel()

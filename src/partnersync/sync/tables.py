@@ -175,6 +175,20 @@ class WebhookDeliveryRow(SQLModel, table=True):
     received_at: str
 
 
+class PendingConnectRow(SQLModel, table=True):
+    """A connection a user started; the platform's callback names it by ``state``."""
+
+    __tablename__ = "pending_connects"
+
+    state: str = Field(primary_key=True)
+    name: str
+    platform: str
+    base_url: str
+    options: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: str
+    completed_at: str | None = None
+
+
 class DeadLetterRow(SQLModel, table=True):
     """A record that could not be mapped; the raw payload is a vault ciphertext."""
 

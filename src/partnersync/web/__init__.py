@@ -1,4 +1,6 @@
-"""``partnersync serve``: one ASGI app (starlette + uvicorn) receiving the platforms' webhooks.
+"""``partnersync serve``: one ASGI app (starlette + uvicorn) receiving the platforms' webhooks
+and the API keys stores hand over (``POST /connect/{platform}/callback/{state}``: accepted once,
+for a connection started by ``accounts connect`` in the last hour, the keys stored encrypted).
 
 ``POST /webhooks/{platform}/{account}``: the raw body's signature is checked in constant time
 before anything is parsed (401 and no side effect when it is missing, wrong, made with another
@@ -17,9 +19,10 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import anyio
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from partnersync.auth.webhooks import signature_matches
@@ -116,6 +119,31 @@ def create_app(service: Partnersync, *, replay_window: timedelta = REPLAY_WINDOW
             pulls.ask(account_name, entity)
         return JSONResponse({"accepted": True, "entity": entity})
 
+    async def key_callback(request: Request) -> JSONResponse:
+        platform, state = request.path_params["platform"], request.path_params["state"]
+        body = await request.body()
+        if len(body) > 64 * 1024:
+            return JSONResponse({"error": "too large"}, status_code=413)
+        try:
+            keys = orjson.loads(body)
+            if not isinstance(keys, dict):
+                raise ValueError("not an object")
+            name = await blocking(service.complete_key_handover, platform, state, keys)
+        except (ValueError, PartnersyncError) as exc:
+            log.warning("key handover refused: %s", exc)
+            return JSONResponse({"error": "refused"}, status_code=401)
+        log.info("account %s connected (%s keys handed over)", name, platform)
+        return JSONResponse({"ok": True})
+
+    async def key_return(request: Request) -> HTMLResponse:
+        ok = request.query_params.get("success") == "1"
+        text = "Connected. You can close this window." if ok else "Not connected."
+        return HTMLResponse(
+            f"<!doctype html><meta charset=utf-8><title>partnersync</title><p>{text}</p>",
+            status_code=200 if ok else 400,
+            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+        )
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "pending_pulls": len(pulls.pending)})
 
@@ -129,6 +157,8 @@ def create_app(service: Partnersync, *, replay_window: timedelta = REPLAY_WINDOW
     app = Starlette(
         routes=[
             Route("/webhooks/{platform}/{account}", webhook, methods=["POST"]),
+            Route("/connect/{platform}/callback/{state}", key_callback, methods=["POST"]),
+            Route("/connect/{platform}/return", key_return),
             Route("/healthz", health),
         ],
         lifespan=lifespan,

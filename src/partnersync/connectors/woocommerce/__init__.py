@@ -56,6 +56,7 @@ WOOCOMMERCE = ConnectorSpec(
         },
     ),
     optional_secret_fields=("webhook_secret",),
+    key_handover_path="/wc-auth/v1/authorize",
 )
 """The WooCommerce connector as the registry sees it."""
 

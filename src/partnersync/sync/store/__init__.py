@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from partnersync.auth.vault import Vault
-from partnersync.sync.store.accounts import AccountRepository
+from partnersync.sync.store.accounts import AccountRepository, PendingConnectRepository
 from partnersync.sync.store.bindings import BindingRepository
 from partnersync.sync.store.conflicts import ConflictRepository
 from partnersync.sync.store.dead_letters import DeadLetterRepository
@@ -59,6 +59,7 @@ class HubStore:
         self.leases = LeaseRepository(self.uow)
         self.job_runs = JobRunRepository(self.uow)
         self.webhooks = WebhookRepository(self.uow)
+        self.pending_connects = PendingConnectRepository(self.uow)
 
     @property
     def engine(self) -> Engine:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from partnersync.errors import ConfigError
 from partnersync.sync.store.unit import (
     Repository,
     _accounts,
+    _pending,
     utcnow_iso,
 )
 
@@ -96,3 +98,55 @@ class AccountRepository(Repository):
         return bool(result.rowcount)
 
     # -- cursors and runs ----------------------------------------------------------------
+
+
+class PendingConnectRepository(Repository):
+    """Connections waiting for the platform's callback (one use each, an hour at most)."""
+
+    def open(
+        self, state: str, *, name: str, platform: str, base_url: str, options: dict[str, Any]
+    ) -> None:
+        """Remember a connection started under ``state``."""
+        with self.uow.transaction() as connection:
+            connection.execute(
+                _pending.insert(),
+                [
+                    {
+                        "state": state,
+                        "name": name,
+                        "platform": platform,
+                        "base_url": base_url,
+                        "options": orjson.dumps(options).decode(),
+                        "created_at": utcnow_iso(),
+                    }
+                ],
+            )
+
+    def claim(self, state: str, max_age_seconds: float = 3600) -> dict[str, Any] | None:
+        """The pending connection of ``state``, marked completed (None if unknown, used or
+        older than ``max_age_seconds``)."""
+        oldest = (datetime.now(UTC) - timedelta(seconds=max_age_seconds)).isoformat()
+        with self.uow.transaction() as connection:
+            claimed = connection.execute(
+                update(_pending)
+                .where(
+                    _pending.c.state == state,
+                    _pending.c.completed_at.is_(None),
+                    _pending.c.created_at >= oldest,
+                )
+                .values(completed_at=utcnow_iso())
+                .returning(_pending)
+            ).first()
+        if claimed is None:
+            return None
+        row = dict(claimed._mapping)
+        row["options"] = orjson.loads(row["options"])
+        return row
+
+    def completed(self, state: str) -> bool:
+        """True once the callback of ``state`` arrived."""
+        with self.uow.transaction() as connection:
+            done = connection.execute(
+                select(_pending.c.completed_at).where(_pending.c.state == state)
+            ).scalar_one_or_none()
+        return done is not None

@@ -37,6 +37,7 @@ from partnersync.sync.tables import (
     LeaseRow,
     LinkRow,
     OutboxRow,
+    PendingConnectRow,
     RecordRow,
     RunRow,
     WebhookDeliveryRow,
@@ -59,6 +60,7 @@ _leases = LeaseRow.__table__  # type: ignore[attr-defined]
 _job_runs = JobRunRow.__table__  # type: ignore[attr-defined]
 _budgets = BudgetRow.__table__  # type: ignore[attr-defined]
 _deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
+_pending = PendingConnectRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
