@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from partnersync.auth.vault import Vault
 from partnersync.errors import AuthenticationError
 from partnersync.sandbox.shopify import ShopifySandbox
 from tests.conftest import make_service
+from tests.integration.served import authorize_url_of, served
 
 APP_ID, APP_SECRET = "sandbox-client-id", "sandbox-client-secret"
 
@@ -60,12 +60,7 @@ def _connect(project: Path, keys: str, shop: ShopifySandbox) -> None:
         "page_size=8",
         APP_SECRET=APP_SECRET,
     )
-    assert process.stdout is not None
-    authorize_url = ""
-    while not authorize_url.startswith("http"):
-        authorize_url = process.stdout.readline().strip()
-        assert authorize_url or process.poll() is None, process.communicate()
-    landed = httpx.get(authorize_url, follow_redirects=True, timeout=10)
+    landed = httpx.get(authorize_url_of(process), follow_redirects=True, timeout=10)
     assert landed.status_code == 200
     assert "You can close this window" in landed.text
     out, err = process.communicate(timeout=30)
@@ -209,72 +204,44 @@ def test_a_woocommerce_store_hands_its_keys_to_partnersync_serve(
     from partnersync.sandbox.woocommerce import WooCommerceSandbox
 
     root, keys = project
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server_log = (tmp_path / "serve.err").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "partnersync", "-p", str(root), "serve", "--port", str(port)],
-        env={**os.environ, "PARTNERSYNC_KEYS": keys},
-        stdout=subprocess.DEVNULL,
-        stderr=server_log,
-    )
-    public = f"http://127.0.0.1:{port}"
-    try:
-        with WooCommerceSandbox() as store:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    httpx.get(f"{public}/healthz", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.1)
-            forged = httpx.post(
-                f"{public}/connect/woocommerce/callback/nobody-started-this",
-                json={"user_id": "nobody-started-this", "consumer_key": "ck_x"},
-            )
-            assert forged.status_code == 401
-            connect = _cli(
-                root,
-                keys,
-                "accounts",
-                "connect",
-                "woo",
-                "--platform",
-                "woocommerce",
-                "--url",
-                store.url,
-                "--public-url",
-                public,
-                "--allow-loopback",
-            )
-            assert connect.stdout is not None
-            authorize_url = ""
-            while not authorize_url.startswith("http"):
-                authorize_url = connect.stdout.readline().strip()
-                assert authorize_url or connect.poll() is None, connect.communicate()
-            landed = httpx.get(authorize_url, follow_redirects=True, timeout=10)
-            assert landed.status_code == 200
-            assert "Connected" in landed.text
-            out, err = connect.communicate(timeout=30)
-            assert "connected" in out
-            assert connect.returncode == 0, err
-            assert len(store.issued_keys) == 1
-            (issued_key,) = store.issued_keys
-            state = dict(parse_qsl(urlsplit(authorize_url).query))["user_id"]
-            replayed = httpx.post(
-                f"{public}/connect/woocommerce/callback/{state}",
-                json={"user_id": state, "consumer_key": "ck_evil", "consumer_secret": "cs_evil"},
-            )
-            assert replayed.status_code == 401  # one use
-            service = make_service(root, Vault.parse(keys))
-            assert service.store.accounts.secrets("woo")["consumer_key"] == issued_key
-            service.close()
-            pull = _cli(root, keys, "sync", "pull", "woo", "products")
-            _, err = pull.communicate(timeout=60)
-            assert pull.returncode == 0, err
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        server_log.close()
+    with served(root, keys, tmp_path / "serve.err") as public, WooCommerceSandbox() as store:
+        forged = httpx.post(
+            f"{public}/connect/woocommerce/callback/nobody-started-this",
+            json={"user_id": "nobody-started-this", "consumer_key": "ck_x"},
+        )
+        assert forged.status_code == 401
+        connect = _cli(
+            root,
+            keys,
+            "accounts",
+            "connect",
+            "woo",
+            "--platform",
+            "woocommerce",
+            "--url",
+            store.url,
+            "--public-url",
+            public,
+            "--allow-loopback",
+        )
+        authorize_url = authorize_url_of(connect)
+        landed = httpx.get(authorize_url, follow_redirects=True, timeout=10)
+        assert landed.status_code == 200
+        assert "Connected" in landed.text
+        out, err = connect.communicate(timeout=30)
+        assert "connected" in out
+        assert connect.returncode == 0, err
+        assert len(store.issued_keys) == 1
+        (issued_key,) = store.issued_keys
+        state = dict(parse_qsl(urlsplit(authorize_url).query))["user_id"]
+        replayed = httpx.post(
+            f"{public}/connect/woocommerce/callback/{state}",
+            json={"user_id": state, "consumer_key": "ck_evil", "consumer_secret": "cs_evil"},
+        )
+        assert replayed.status_code == 401  # one use
+        service = make_service(root, Vault.parse(keys))
+        assert service.store.accounts.secrets("woo")["consumer_key"] == issued_key
+        service.close()
+        pull = _cli(root, keys, "sync", "pull", "woo", "products")
+        _, err = pull.communicate(timeout=60)
+        assert pull.returncode == 0, err

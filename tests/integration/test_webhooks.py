@@ -9,8 +9,6 @@ import base64
 import os
 import random
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,14 +24,9 @@ from partnersync.auth.webhooks import body_signature, signature_matches
 from partnersync.sandbox.shopify import ShopifySandbox
 from partnersync.sandbox.shopify.webhooks import Delivery, delivery, order_payload, send
 from tests.conftest import SHOP_TOKEN, make_service
+from tests.integration.served import served
 
 SECRET, OLD_SECRET = "whsec-current", "whsec-before-rotation"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_signatures_are_checked_on_the_raw_bytes() -> None:
@@ -64,25 +57,8 @@ def test_a_thousand_hostile_deliveries_apply_each_valid_one_once(tmp_path: Path)
         )
         service.close()
         (root / "partnersync.toml").write_text(f'[hub]\ndatabase = "sqlite:///{root / "hub.db"}"\n')
-        port = _free_port()
-        server_log = (tmp_path / "serve.err").open("w")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "partnersync", "-p", str(root), "serve", "--port", str(port)],
-            env={**os.environ, "PARTNERSYNC_KEYS": keys},
-            stdout=subprocess.DEVNULL,
-            stderr=server_log,
-            text=True,
-        )
-        url = f"http://127.0.0.1:{port}/webhooks/shopify/shop"
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, server.communicate()
-                    time.sleep(0.1)
+        with served(root, keys, tmp_path / "serve.err") as base:
+            url = f"{base}/webhooks/shopify/shop"
             anyio_pull(root, keys)  # the hub starts equal to the shop
 
             changed = shop.data.touch("orders", 60)  # 60 orders change on the shop
@@ -159,10 +135,6 @@ def test_a_thousand_hostile_deliveries_apply_each_valid_one_once(tmp_path: Path)
                 record = probe.record("shop", "orders", order_id)
                 assert record["data"]["updated_at"].startswith(orders[order_id]["updatedAt"][:19])
             probe.close()
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
-            server_log.close()
 
 
 def anyio_pull(root: Path, keys: str) -> None:
