@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -157,7 +158,16 @@ class KeyAdmin:
         if hub is None:
             return vault.primary, 0
         try:
-            return vault.primary, hub.keys.reencrypt()
+            moved = hub.keys.reencrypt()
+            # A sync running meanwhile may have sealed a value under the old key just before
+            # it saw the new key file: sweep again until none is left.
+            for _ in range(5):
+                again = hub.keys.reencrypt()
+                moved += again
+                if not again:
+                    break
+                time.sleep(0.2)
+            return vault.primary, moved
         finally:
             hub.close()
 

@@ -35,6 +35,8 @@ class Vault:
                 raise VaultError(f"key id {key_id!r} may not contain '.' or ':'")
         self._keys = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self.primary = primary
+        self._source: Path | None = None
+        self._stamp: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"Vault(keys={sorted(self._keys)}, primary={self.primary!r})"
@@ -72,7 +74,23 @@ class Vault:
                 "it ('partnersync keys check' says which key id it needs); for a new project run "
                 "'partnersync keys init'"
             )
-        return cls.parse(key_file.read_text())
+        vault = cls.parse(key_file.read_text())
+        vault._source, vault._stamp = key_file, _stamp_of(key_file)
+        return vault
+
+    def _follow_key_file(self) -> None:
+        """Pick up a key file replaced since it was read (``keys rotate`` in another process):
+        a running daemon encrypts under the new primary from its next value on. One stat()."""
+        if self._source is None:
+            return
+        stamp = _stamp_of(self._source)
+        if stamp is None or stamp == self._stamp:
+            return
+        try:
+            fresh = Vault.parse(self._source.read_text())
+        except (OSError, VaultError):
+            return  # mid-replacement or unreadable: keep the ring we have
+        self._keys, self.primary, self._stamp = fresh._keys, fresh.primary, stamp
 
     @classmethod
     def ephemeral(cls) -> Vault:
@@ -111,6 +129,7 @@ class Vault:
 
     def encrypt(self, plaintext: str, aad: str) -> str:
         """Encrypt under the primary key, bound to ``aad``."""
+        self._follow_key_file()
         nonce = secrets.token_bytes(12)
         sealed = self._keys[self.primary].encrypt(nonce, plaintext.encode(), aad.encode())
         payload = base64.urlsafe_b64encode(nonce + sealed).decode()
@@ -125,6 +144,8 @@ class Vault:
         if version != _VERSION:
             raise VaultError(f"ciphertext of unknown version {version!r}")
         if key_id not in self._keys:
+            self._follow_key_file()
+        if key_id not in self._keys:
             raise VaultError(
                 f"this value is encrypted under key {key_id!r}, which the key ring "
                 f"({', '.join(self.key_ids)}) does not hold: restore that key"
@@ -134,3 +155,11 @@ class Vault:
             return self._keys[key_id].decrypt(raw[:12], raw[12:], aad.encode()).decode()
         except (InvalidTag, ValueError) as exc:
             raise VaultError("ciphertext was tampered with or belongs elsewhere") from exc
+
+
+def _stamp_of(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_ino
