@@ -17,6 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
+from partnersync.sync.store.runs import cursor_lag
+
 if TYPE_CHECKING:
     from partnersync.sync.store import HubStore
 
@@ -89,13 +91,11 @@ class HubCollector(Collector):
                 )
             ):
                 letters.add_metric([row.account, row.entity], row.n)
-            now = datetime.now(UTC)
-            for row in connection.execute(text("SELECT account, entity, value FROM cursors")):
-                try:
-                    behind = (now - datetime.fromisoformat(row.value)).total_seconds()
-                except ValueError:
-                    continue
-                lag.add_metric([row.account, row.entity], behind)
+        now = datetime.now(UTC)
+        for cursor in self.store.cursors.every():
+            behind = cursor_lag(cursor["value"], now)
+            if behind is not None:
+                lag.add_metric([cursor["account"], cursor["entity"]], behind)
         yield from (runs, records, requests, letters, lag)
 
 

@@ -16,6 +16,7 @@ from partnersync.errors import ConfigError, PartnersyncError, VaultError
 from partnersync.scheduling.daemon import Daemon, InProcessExecutor, next_fire, trigger_for
 from partnersync.service import Partnersync
 from partnersync.sync.offload import blocking
+from partnersync.sync.store.runs import cursor_lag
 from partnersync.sync.store.unit import utcnow_iso
 
 log = logging.getLogger("partnersync.schedule")
@@ -206,12 +207,7 @@ def status(service: Partnersync) -> dict[str, Any]:
     for account, entity, direction in sorted(last_runs):
         run = last_runs[(account, entity, direction)]
         cursor = cursors.get((account, entity)) if direction == "pull" else None
-        lag = None
-        if cursor is not None:
-            try:
-                lag = (now - datetime.fromisoformat(cursor["value"])).total_seconds()
-            except ValueError:
-                lag = None
+        lag = cursor_lag(cursor["value"], now) if cursor is not None else None
         streams.append(
             {
                 "account": account,

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio
 import httpx
 
 from partnersync.auth.oauth2 import RefreshingTokenAuth, TokenKeeper, TokenSet
@@ -25,7 +24,6 @@ from partnersync.config import JobConfig, Project, validate_base_url, validate_d
 from partnersync.connectors.base import AccountInfo, Connector, ConnectorSpec
 from partnersync.connectors.registry import ConnectorRegistry
 from partnersync.errors import (
-    AlreadyRunningError,
     AuthenticationError,
     ConfigError,
     ConnectorError,
@@ -489,22 +487,8 @@ class Partnersync:
     async def _token_lock(self, name: str) -> AsyncIterator[None]:
         """The hub-wide lock on refreshing ``name``'s token: waits while another process holds
         it (it is refreshing; we then read what it stored)."""
-        scope = f"token:{name}"
-        deadline = anyio.current_time() + TOKEN_LOCK_WAIT
-        while True:
-            try:
-                lease = await blocking(
-                    self.store.leases.acquire, scope, self.leases.holder, self.leases.ttl
-                )
-                break
-            except AlreadyRunningError:
-                if anyio.current_time() > deadline:
-                    raise
-                await anyio.sleep(0.05)
-        try:
+        async with self.leases.hold(f"token:{name}", fence=False, wait=TOKEN_LOCK_WAIT):
             yield
-        finally:
-            await blocking(self.store.leases.release, lease)
 
     async def connect_account(
         self,

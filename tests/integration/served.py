@@ -15,13 +15,18 @@ from pathlib import Path
 import httpx
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @contextmanager
 def served(root: Path, keys: str, log_path: Path) -> Iterator[str]:
     """Run `partnersync serve` on a free loopback port until the block ends; yields its base
     URL once it answers (its stderr goes to ``log_path``: a full pipe would stall it)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     with log_path.open("w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "partnersync", "-p", str(root), "serve", "--port", str(port)],

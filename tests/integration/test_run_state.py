@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 import urllib.request
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.served import free_port
 from tests.integration.unattended import World
 
 EXIT_INTERRUPTED = 130
@@ -89,12 +89,6 @@ def test_a_paused_process_is_fenced_out_and_writes_nothing_after_its_lease_passe
     assert [e.epoch for e in epochs] == [1, 2]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_status_doctor_and_metrics_tell_what_happened(
     world_factory: Callable[..., World], tmp_path: Path
 ) -> None:
@@ -124,7 +118,7 @@ def test_status_doctor_and_metrics_tell_what_happened(
     checks = {c["check"]: c for c in json.loads(out)}
     assert all(c["ok"] for c in checks.values())
     assert {"database", "key", "account shop", "account erp", "drop erp"} <= set(checks)
-    port = _free_port()
+    port = free_port()
     daemon = world.start("schedule", "run", "--wait-first", "--metrics-port", str(port))
     body = ""
     deadline = time.monotonic() + 20

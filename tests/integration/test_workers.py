@@ -22,17 +22,6 @@ from tests.integration.unattended import World
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-def _wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 def test_two_workers_and_two_schedulers_run_every_job_once_and_survive_a_killed_worker(
     world_factory: Callable[..., World],
 ) -> None:
@@ -49,7 +38,7 @@ def test_two_workers_and_two_schedulers_run_every_job_once_and_survive_a_killed_
             time.sleep(0.4)
 
     touch_for(5)
-    running = _wait_for(
+    running = world.wait_for(
         lambda: rows("SELECT id, holder FROM job_runs WHERE status = 'running'"), 20
     )[0]
     killed_pid = int(running.holder.split(":")[1])

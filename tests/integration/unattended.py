@@ -88,12 +88,14 @@ schedule = {schedule}
         with self.engine.connect() as connection:
             return list(connection.execute(text(sql)))
 
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    def wait_for(self, condition: Callable[[], Any], timeout: float = 30.0) -> Any:
+        """The first truthy value of ``condition``, polled for up to ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        while not condition():
+        while not (value := condition()):
             if time.monotonic() > deadline:
                 raise AssertionError("condition not met in time")
             time.sleep(0.05)
+        return value
 
     def exported(self) -> list[dict[str, Any]]:
         assert self.drop.directory is not None

@@ -239,7 +239,6 @@ class TokenKeeper:
         self._ahead = ahead
         self._local = anyio.Lock()
         self._current: TokenSet | None = None
-        self.refreshed = 0
 
     async def access_token(self) -> str:
         """A token good for at least the refresh margin."""
@@ -291,13 +290,12 @@ class TokenKeeper:
         # Stored before first use: a crash now loses nothing (the old refresh token also
         # stays valid until the new access token is used).
         await anyio.to_thread.run_sync(self._save, fresh)
-        self.refreshed += 1
-        log.info("%s: access token refreshed (valid for %.0f s)", self.account, _ttl(fresh, self))
+        log.info(
+            "%s: access token refreshed (valid for %.0f s)",
+            self.account,
+            (fresh.expires_at or 0) - self._clock(),
+        )
         return fresh
-
-
-def _ttl(token: TokenSet, keeper: TokenKeeper) -> float:
-    return (token.expires_at or 0) - keeper._clock()
 
 
 class RefreshingTokenAuth(httpx.Auth):

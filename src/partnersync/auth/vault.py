@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import time
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -19,6 +20,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from partnersync.errors import VaultError
 
 KEYS_ENV = "PARTNERSYNC_KEYS"
+FOLLOW_INTERVAL = 1.0
+"""Seconds between looks at the key file for a rotation."""
 _VERSION = "v1"
 
 
@@ -37,6 +40,7 @@ class Vault:
         self.primary = primary
         self._source: Path | None = None
         self._stamp: tuple[int, int] | None = None
+        self._looked = 0.0
 
     def __repr__(self) -> str:
         return f"Vault(keys={sorted(self._keys)}, primary={self.primary!r})"
@@ -78,11 +82,15 @@ class Vault:
         vault._source, vault._stamp = key_file, _stamp_of(key_file)
         return vault
 
-    def _follow_key_file(self) -> None:
+    def _follow_key_file(self, *, now: bool = False) -> None:
         """Pick up a key file replaced since it was read (``keys rotate`` in another process):
-        a running daemon encrypts under the new primary from its next value on. One stat()."""
+        a running daemon encrypts under the new primary within a second. At most one stat() a
+        second, however many values a page seals."""
         if self._source is None:
             return
+        if not now and time.monotonic() - self._looked < FOLLOW_INTERVAL:
+            return
+        self._looked = time.monotonic()
         stamp = _stamp_of(self._source)
         if stamp is None or stamp == self._stamp:
             return
@@ -144,7 +152,7 @@ class Vault:
         if version != _VERSION:
             raise VaultError(f"ciphertext of unknown version {version!r}")
         if key_id not in self._keys:
-            self._follow_key_file()
+            self._follow_key_file(now=True)  # a value sealed under a key rotated in since
         if key_id not in self._keys:
             raise VaultError(
                 f"this value is encrypted under key {key_id!r}, which the key ring "

@@ -267,10 +267,7 @@ def accounts_add(
             secrets[field] = value
         else:
             secrets[field] = typer.prompt(f"{field} for {name}", hide_input=True)
-    options: dict[str, Any] = {}
-    for item in option or []:
-        key, _, raw = item.partition("=")
-        options[key] = _option_value(raw)
+    options = _options(option)
     service.add_account(
         name=name,
         platform=platform,
@@ -345,7 +342,7 @@ def accounts_connect(
     if client_secret_env and not secret:
         raise PartnersyncError(f"environment variable {client_secret_env} is empty or unset")
     secret = secret or typer.prompt("client secret", hide_input=True)
-    options = {key: _option_value(raw) for key, _, raw in (i.partition("=") for i in option or [])}
+    options = _options(option)
 
     def connect(redirect: str, receive: Any) -> None:
         anyio.run(
@@ -399,7 +396,7 @@ def _key_handover(
         raise PartnersyncError(
             f"{platform} posts the keys to partnersync serve: pass --public-url (its https address)"
         )
-    options = {key: _option_value(raw) for key, _, raw in (i.partition("=") for i in option or [])}
+    options = _options(option)
     authorize_url, state = service.start_key_handover(
         name=name,
         platform=platform,
@@ -416,6 +413,11 @@ def _key_handover(
             raise PartnersyncError("no keys arrived: is partnersync serve reachable there?")
         time.sleep(0.2)
     console.print(f"account [bold]{name}[/] connected ({platform}); keys stored encrypted")
+
+
+def _options(items: list[str] | None) -> dict[str, Any]:
+    """``--option KEY=VALUE`` items as connector options."""
+    return {key: _option_value(raw) for key, _, raw in (i.partition("=") for i in items or [])}
 
 
 def _option_value(raw: str) -> Any:

@@ -22,7 +22,6 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -68,18 +67,6 @@ def next_fire(schedule: ScheduleConfig, after: datetime | None = None) -> dateti
     return fire if isinstance(fire, datetime) else None
 
 
-@dataclass
-class JobState:
-    """What the daemon knows of one job while it runs."""
-
-    name: str
-    schedule: ScheduleConfig
-    lane: str
-    fired: int = 0
-    skipped_running: int = 0
-    missed: int = 0
-
-
 class Daemon:
     """Schedules the project's jobs and hands each due one to the executor."""
 
@@ -93,10 +80,8 @@ class Daemon:
         shutdown_grace: float = 30.0,
         stop_requested: Callable[[], bool] = lambda: False,
     ) -> None:
-        self.states = {
-            name: JobState(name, job.schedule, job.priority_lane)
-            for name, job in jobs.items()
-            if job.schedule is not None
+        self.schedules = {
+            name: job.schedule for name, job in jobs.items() if job.schedule is not None
         }
         self.executor = executor
         self.on_stop = on_stop
@@ -105,7 +90,6 @@ class Daemon:
         self.stop_requested = stop_requested
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = anyio.Event()
-        self._running: set[str] = set()
         self._idle = anyio.Event()
         self._idle.set()
 
@@ -118,7 +102,7 @@ class Daemon:
 
     async def run(self) -> None:
         """Schedule until stopped (SIGTERM/SIGINT, or :meth:`request_stop`)."""
-        if not self.states:
+        if not self.schedules:
             raise PartnersyncError(
                 'no job has a schedule: add `schedule = { every = "5m" }` (or `cron = ...`) '
                 "to a job (a jobs.NAME table) in partnersync.toml"
@@ -126,19 +110,19 @@ class Daemon:
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_listener(self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         now = datetime.now(UTC)
-        for state in self.states.values():
+        for name, schedule in self.schedules.items():
             options: dict[str, Any] = {}
             if self.run_at_start:
                 options["next_run_time"] = now
             scheduler.add_job(
                 self._fire,
-                trigger_for(state.schedule),
-                args=[state.name],
-                id=state.name,
-                name=state.name,
+                trigger_for(schedule),
+                args=[name],
+                id=name,
+                name=name,
                 max_instances=1,
                 coalesce=True,
-                misfire_grace_time=int(state.schedule.misfire_grace_seconds),
+                misfire_grace_time=int(schedule.misfire_grace_seconds),
                 **options,
             )
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -148,7 +132,7 @@ class Daemon:
                     # SIGTERM came while starting up, before our receiver was listening.
                     self.request_stop("SIGTERM before start")
                 scheduler.start()
-                log.info("scheduling %s", ", ".join(sorted(self.states)))
+                log.info("scheduling %s", ", ".join(sorted(self.schedules)))
                 await self._stopping.wait()
                 # Pause, not shutdown: APScheduler's shutdown cancels running coroutine jobs,
                 # and a running job must first commit its page.
@@ -174,31 +158,26 @@ class Daemon:
             self.request_stop(signal.Signals(signum).name)
 
     def _on_event(self, event: JobExecutionEvent) -> None:
-        state = self.states.get(event.job_id)
-        if state is None:
+        schedule = self.schedules.get(event.job_id)
+        if schedule is None:
             return
         if event.code == EVENT_JOB_MAX_INSTANCES:
-            state.skipped_running += 1
-            log.info("job %s: still running, this fire skipped (never two at once)", state.name)
+            log.info("job %s: still running, this fire skipped (never two at once)", event.job_id)
         elif event.code == EVENT_JOB_MISSED:
-            state.missed += 1
             log.warning(
                 "job %s: fire of %s missed by more than its grace (%s s)",
-                state.name,
+                event.job_id,
                 event.scheduled_run_time,
-                state.schedule.misfire_grace_seconds,
+                schedule.misfire_grace_seconds,
             )
 
     async def _fire(self, name: str) -> None:
         if self._stopping.is_set():
             return
-        state = self.states[name]
-        state.fired += 1
-        self._running.add(name)
-        self._idle = anyio.Event()
         task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+        assert task is not None  # APScheduler runs coroutine jobs as tasks
+        self._tasks.add(task)
+        self._idle = anyio.Event()
         try:
             await self.executor.submit(name)
         except AlreadyRunningError as exc:
@@ -210,10 +189,8 @@ class Daemon:
         except asyncio.CancelledError:
             log.warning("job %s cancelled at shutdown", name)
         finally:
-            if task is not None:
-                self._tasks.discard(task)
-            self._running.discard(name)
-            if not self._running:
+            self._tasks.discard(task)
+            if not self._tasks:
                 self._idle.set()
 
 

@@ -195,14 +195,6 @@ class HubBudget:
         waits that long from now."""
         await blocking(self._settle, pause=seconds)
 
-    @property
-    def available(self) -> float:
-        """What the bucket holds now, as the hub sees it (for tests and benchmarks)."""
-        with self.store.uow.transaction(unfenced=True) as connection:
-            row = connection.execute(select(_budgets).where(_budgets.c.key == self.key)).one()
-        now = self._clock.now().timestamp()
-        return float(row.capacity - max(0.0, row.tat - now) * row.refill_rate)
-
 
 class HubBudgets:
     """Budgets of one hub by key, one object per key per process."""

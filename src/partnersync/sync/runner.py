@@ -18,7 +18,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import anyio
+
 from partnersync.clock import Clock, SystemClock
+from partnersync.errors import AlreadyRunningError
 from partnersync.sync.offload import blocking
 from partnersync.sync.store import HubStore, Lease, fenced
 
@@ -87,13 +90,27 @@ class LeaseKeeper:
 
     @asynccontextmanager
     async def hold(
-        self, scope: str, *, runs_of: tuple[str, str, str] | None = None, fence: bool = True
+        self,
+        scope: str,
+        *,
+        runs_of: tuple[str, str, str] | None = None,
+        fence: bool = True,
+        wait: float = 0.0,
     ) -> AsyncIterator[HeldLease]:
-        """Hold ``scope`` for the body, or raise AlreadyRunningError at once. With ``fence``,
-        every hub transaction of the body checks the epoch first."""
-        lease = await blocking(
-            self.store.leases.acquire, scope, self.holder, self.ttl, runs_of=runs_of
-        )
+        """Hold ``scope`` for the body, or raise AlreadyRunningError — at once, or after
+        ``wait`` seconds of asking again while another holder has it. With ``fence``, every
+        hub transaction of the body checks the epoch first."""
+        deadline = anyio.current_time() + wait
+        while True:
+            try:
+                lease = await blocking(
+                    self.store.leases.acquire, scope, self.holder, self.ttl, runs_of=runs_of
+                )
+                break
+            except AlreadyRunningError:
+                if anyio.current_time() >= deadline:
+                    raise
+                await anyio.sleep(0.05)
         held = HeldLease(lease)
         beating = threading.Event()
         # A thread, not a task: the heartbeat goes on while the event loop is busy mapping a big

@@ -45,7 +45,6 @@ class PullRequests:
         self.service = service
         self.pending: set[tuple[str, str]] = set()
         self._wake = anyio.Event()
-        self.pulls = 0
 
     def ask(self, account: str, entity: str) -> None:
         """Ask for a pull (coalesced with one already asked for)."""
@@ -61,7 +60,6 @@ class PullRequests:
                 account, entity = self.pending.pop()
                 try:
                     await self.service.pull(account, entity)
-                    self.pulls += 1
                 except AlreadyRunningError:
                     await anyio.sleep(0.5)
                     self.pending.add((account, entity))
@@ -163,7 +161,6 @@ def create_app(service: Partnersync, *, replay_window: timedelta = REPLAY_WINDOW
         ],
         lifespan=lifespan,
     )
-    app.state.pulls = pulls
     return app
 
 

@@ -46,20 +46,6 @@ class JobRunRepository(Repository):
                 )
             )
 
-    def recent(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest job runs first."""
-        query = select(_job_runs).order_by(_job_runs.c.id.desc()).limit(limit)
-        if job is not None:
-            query = query.where(_job_runs.c.job == job)
-        with self.uow.transaction(unfenced=True) as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
-
-    def every(self, job: str) -> list[dict[str, Any]]:
-        """Every run of ``job``, oldest first."""
-        query = select(_job_runs).where(_job_runs.c.job == job).order_by(_job_runs.c.id)
-        with self.uow.transaction(unfenced=True) as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
-
     def latest_by_job(self) -> dict[str, dict[str, Any]]:
         """The newest run of every job that ever ran."""
         newest = select(func.max(_job_runs.c.id)).group_by(_job_runs.c.job).scalar_subquery()

@@ -205,7 +205,3 @@ class LeaseRepository(Repository):
         for row in rows:
             row["live"] = row["released_at"] is None and (row["expires_at"] or "") > now
         return rows
-
-    def live_epochs(self) -> dict[str, int]:
-        """Scope → epoch of every lease held right now."""
-        return {row["scope"]: row["epoch"] for row in self.every() if row["live"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
@@ -150,6 +151,16 @@ def _as_seen(connection: Connection, runs: list[dict[str, Any]]) -> list[dict[st
         if (scope, run["epoch"]) not in live:
             run["status"] = "abandoned"
     return runs
+
+
+def cursor_lag(value: str | None, now: datetime) -> float | None:
+    """Seconds from a stored timestamp cursor to ``now`` (None for none, or one that is no
+    time)."""
+    try:
+        moment = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return (now - moment).total_seconds() if moment else None
 
 
 class CursorRepository(Repository):
