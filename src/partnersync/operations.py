@@ -299,3 +299,87 @@ async def doctor(service: Partnersync) -> list[dict[str, Any]]:
             "partnersync db upgrade (with partnersync[postgres] installed)",
         )
     return checks
+
+
+NOT_SECRET_FIELDS = frozenset({"expires_at", "scope", "client_id", "app_key", "sign_method"})
+"""Account secret fields that are not secrets themselves (shown, or needed to be readable)."""
+
+
+def account_health(service: Partnersync) -> list[dict[str, Any]]:
+    """Each account's health as the connect page shows it: the last successful call (a check or
+    a run), the last check's error, token expiry and scopes (never the tokens), the last run and
+    open dead letters, and a verdict — ``healthy``, ``attention`` (a failed last run or dead
+    letters to look at), ``failing`` (the platform refused the last check, or the token has
+    expired with no way to refresh it) or ``unchecked`` (nothing has talked to it yet)."""
+    now = datetime.now(UTC)
+    letters: dict[str, int] = {}
+    for letter in service.dead_letters(limit=100_000):
+        letters[letter["account"]] = letters.get(letter["account"], 0) + 1
+    last_runs: dict[str, dict[str, Any]] = {}
+    last_good_runs: dict[str, str] = {}
+    for run in reversed(service.runs(limit=1000)):
+        last_runs[run["account"]] = run
+        if run["status"] in ("succeeded", "partial") and run["finished_at"]:
+            last_good_runs[run["account"]] = run["finished_at"]
+    rows = []
+    for account in service.accounts():
+        name = account["name"]
+        try:
+            fields = service.store.accounts.secrets(name)
+        except (VaultError, PartnersyncError):
+            fields = {}
+        if service.redactor is not None:
+            service.redactor.register(
+                *(value for key, value in fields.items() if key not in NOT_SECRET_FIELDS)
+            )
+        expires = fields.get("expires_at")
+        expires_at = datetime.fromtimestamp(float(expires), UTC) if expires else None
+        last_ok = max(filter(None, [account["last_ok_at"], last_good_runs.get(name)]), default=None)
+        run = last_runs.get(name)
+        problems = []
+        verdict = "healthy"
+        if not fields:
+            verdict, problems = "failing", ["its secrets cannot be read with this key"]
+        elif account["check_error"]:
+            verdict = "failing"
+            problems.append(f"last check failed: {_redacted(service, account['check_error'])}")
+        elif expires_at is not None and expires_at <= now and not fields.get("refresh_token"):
+            verdict = "failing"
+            problems.append("the access token has expired: connect the account again")
+        if run is not None and run["status"] in ("failed", "abandoned"):
+            verdict = "attention" if verdict == "healthy" else verdict
+            problems.append(
+                f"last run {run['id']} ({run['entity']} {run['direction']}) {run['status']}"
+            )
+        if letters.get(name):
+            verdict = "attention" if verdict == "healthy" else verdict
+            problems.append(f"{letters[name]} open dead letter(s)")
+        if verdict == "healthy" and last_ok is None:
+            verdict = "unchecked"
+        rows.append(
+            {
+                "name": name,
+                "platform": account["platform"],
+                "base_url": account["base_url"],
+                "connected_at": account["created_at"],
+                "last_ok_at": last_ok,
+                "checked_at": account["checked_at"],
+                "token_expires_at": expires_at.isoformat() if expires_at else None,
+                "refreshable": bool(fields.get("refresh_token")),
+                "scopes": fields.get("scope") or None,
+                "last_run": (
+                    {k: run[k] for k in ("id", "entity", "direction", "status", "finished_at")}
+                    if run is not None
+                    else None
+                ),
+                "open_dead_letters": letters.get(name, 0),
+                "health": verdict,
+                "problems": problems,
+            }
+        )
+    return rows
+
+
+def _redacted(service: Partnersync, text: str) -> str:
+    """``text`` with every registered secret masked (errors are shown on the page)."""
+    return service.redactor.redact(text) if service.redactor is not None else text

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from partnersync.auth.oauth2 import RefreshingTokenAuth, TokenKeeper, TokenSet
+from partnersync.auth.oauth2 import TokenKeeper, TokenSet
 from partnersync.auth.vault import KEYS_ENV, Vault
 from partnersync.clock import Clock, SystemClock
 from partnersync.config import JobConfig, Project, validate_base_url, validate_directory
@@ -440,8 +440,8 @@ class Partnersync:
             options=options,
         )
         auth = (
-            RefreshingTokenAuth(spec.token_header, self._keeper(name, spec, account, transport))
-            if spec.oauth_flow is not None and spec.token_header and "refresh_token" in secrets
+            spec.oauth.refreshing_auth(secrets, self._keeper(name, spec, account, transport))
+            if spec.oauth is not None and "refresh_token" in secrets
             else spec.auth(secrets)
         )
         connector = spec.connector(
@@ -464,19 +464,26 @@ class Partnersync:
         """The one token keeper of an OAuth account in this process (its single flight)."""
         keeper = self._keepers.get(name)
         if keeper is None:
-            assert spec.oauth_flow is not None
+            oauth = spec.oauth
+            assert oauth is not None
             fields = self.store.accounts.secrets(name)
-            flow = spec.oauth_flow(
+            flow = self._oauth_flow(
+                spec,
                 account["base_url"],
-                fields["client_id"],
-                fields["client_secret"],
+                fields[oauth.field("client_id")],
+                fields[oauth.field("client_secret")],
                 scopes=fields.get("scope", ""),
-                transport=_guarded(transport, bool(account["options"].get("allow_loopback"))),
+                oauth_url=account["options"].get("oauth_url"),
+                allow_loopback=bool(account["options"].get("allow_loopback")),
+                transport=transport,
             )
+            token_field = oauth.field("access_token")
             keeper = TokenKeeper(
                 name,
-                load=lambda: TokenSet.from_secrets(self.store.accounts.secrets(name)),
-                save=lambda token: self.store.accounts.update_secrets(name, token.as_secrets()),
+                load=lambda: TokenSet.from_secrets(self.store.accounts.secrets(name), token_field),
+                save=lambda token: self.store.accounts.update_secrets(
+                    name, token.as_secrets(token_field)
+                ),
                 refresh=flow.refresh,
                 lock=lambda: self._token_lock(name),
             )
@@ -489,6 +496,34 @@ class Partnersync:
         it (it is refreshing; we then read what it stored)."""
         async with self.leases.hold(f"token:{name}", fence=False, wait=TOKEN_LOCK_WAIT):
             yield
+
+    def _oauth_flow(
+        self,
+        spec: ConnectorSpec,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scopes: str,
+        redirect_uri: str = "",
+        oauth_url: str | None = None,
+        allow_loopback: bool,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Any:
+        """The platform's OAuth flow for one account (its token calls guarded like the API's)."""
+        assert spec.oauth is not None
+        oauth_url = oauth_url or spec.oauth.oauth_url
+        if oauth_url:
+            oauth_url = validate_base_url(oauth_url, allow_loopback=allow_loopback)
+        return spec.oauth.flow(
+            base_url,
+            client_id,
+            client_secret,
+            scopes=scopes,
+            redirect_uri=redirect_uri,
+            oauth_url=oauth_url,
+            transport=_guarded(transport, allow_loopback),
+        )
 
     async def connect_account(
         self,
@@ -503,6 +538,7 @@ class Partnersync:
         receive: Callable[[str], Awaitable[Mapping[str, str] | None]],
         options: Mapping[str, Any] | None = None,
         allow_loopback: bool = False,
+        oauth_url: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> TokenSet:
         """Wire an account through the platform's OAuth: ``receive(authorize_url)`` gets the
@@ -510,41 +546,184 @@ class Partnersync:
         HMAC, age), the code exchanged, and the token pair stored encrypted with the app's
         credentials."""
         spec = self.registry.get(platform)
-        if spec.oauth_flow is None:
+        if spec.oauth is None:
             raise ConfigError(f"{platform} has no OAuth flow here; use accounts add")
         url = self._validate_location(spec, base_url, allow_loopback=allow_loopback)
-        flow = spec.oauth_flow(
+        flow = self._oauth_flow(
+            spec,
             url,
             client_id,
             client_secret,
             scopes=scopes,
             redirect_uri=redirect_uri,
-            transport=_guarded(transport, allow_loopback),
+            oauth_url=oauth_url,
+            allow_loopback=allow_loopback,
+            transport=transport,
         )
         authorize_url, state = flow.authorization_url()
         params = await receive(authorize_url)
         if not params:
             raise AuthenticationError("no OAuth callback arrived: nothing was stored")
+        return await self._finish_oauth(
+            flow,
+            params,
+            state,
+            client_id=client_id,
+            client_secret=client_secret,
+            name=name,
+            platform=platform,
+            base_url=url,
+            scopes=scopes,
+            options={**(options or {}), **({"oauth_url": oauth_url} if oauth_url else {})},
+            allow_loopback=allow_loopback,
+        )
+
+    async def _finish_oauth(
+        self,
+        flow: Any,
+        params: Mapping[str, str],
+        state: str,
+        *,
+        client_id: str,
+        client_secret: str,
+        name: str,
+        platform: str,
+        base_url: str,
+        scopes: str,
+        options: Mapping[str, Any] | None,
+        allow_loopback: bool,
+    ) -> TokenSet:
+        """Verify a callback, exchange its code and store the account with its token pair."""
+        if params.get("error"):
+            raise AuthenticationError(
+                f"the platform did not authorise the connection: {params['error']}"
+            )
         now = self.clock.now().timestamp()
         code = flow.verify_callback(params, state, now)
         token: TokenSet = await flow.exchange(code, now)
         if self.redactor is not None:
             self.redactor.register(client_secret, token.access_token, token.refresh_token or "")
+        oauth = self.registry.get(platform).oauth
+        assert oauth is not None
         self.add_account(
             name=name,
             platform=platform,
-            base_url=url,
+            base_url=base_url,
             secrets={
-                "client_id": client_id,
-                "client_secret": client_secret,
-                **token.as_secrets(),
+                oauth.field("client_id"): client_id,
+                oauth.field("client_secret"): client_secret,
+                **token.as_secrets(oauth.field("access_token")),
                 "scope": token.scope or scopes,
             },
             options=options,
             allow_loopback=allow_loopback,
         )
         self._keepers.pop(name, None)
+        log.info("account %s connected through %s's OAuth", name, platform)
         return token
+
+    def oauth_app(self, platform: str) -> tuple[str, str, str, str | None]:
+        """Our OAuth app on ``platform`` from ``[apps.PLATFORM]``: client id, client secret (from
+        the environment variable named there), scopes and the OAuth URL; ConfigError naming
+        what is missing."""
+        app = self.project.config.apps.get(platform)
+        if app is None:
+            raise ConfigError(
+                f"no [apps.{platform}] in partnersync.toml: add the app's client_id and "
+                "client_secret_env to connect accounts through OAuth"
+            )
+        secret = os.environ.get(app.client_secret_env)
+        if not secret:
+            raise ConfigError(
+                f"[apps.{platform}] client_secret_env names {app.client_secret_env}, "
+                "which is not set"
+            )
+        if self.redactor is not None:
+            self.redactor.register(secret)
+        return app.client_id, secret, app.scopes, app.oauth_url
+
+    def start_oauth_connect(
+        self,
+        *,
+        name: str,
+        platform: str,
+        base_url: str,
+        redirect_uri: str,
+        bound_to: str,
+        allow_loopback: bool = False,
+    ) -> str:
+        """Start an OAuth connection from the connect page: the URL to send the brand to. The
+        callback must come back within the hour, to the same signed-in session (``bound_to``)."""
+        spec = self.registry.get(platform)
+        if spec.oauth is None:
+            raise ConfigError(f"{platform} has no OAuth flow here")
+        client_id, client_secret, scopes, oauth_url = self.oauth_app(platform)
+        url = self._validate_location(spec, base_url, allow_loopback=allow_loopback)
+        flow = self._oauth_flow(
+            spec,
+            url,
+            client_id,
+            client_secret,
+            scopes=scopes,
+            redirect_uri=redirect_uri,
+            oauth_url=oauth_url,
+            allow_loopback=allow_loopback,
+        )
+        authorize_url, state = flow.authorization_url()
+        self.store.pending_connects.open(
+            state,
+            name=name,
+            platform=platform,
+            base_url=url,
+            options={
+                "allow_loopback": allow_loopback,
+                "session": bound_to,
+                "redirect_uri": redirect_uri,
+            },
+        )
+        return str(authorize_url)
+
+    async def complete_oauth_connect(
+        self, platform: str, params: Mapping[str, str], bound_to: str
+    ) -> str:
+        """The platform's redirect back to the connect page: the connection its ``state``
+        names is claimed (once), the callback verified, the code exchanged and the account
+        stored. Returns the account's name."""
+        state = params.get("state", "")
+        pending = await blocking(self.store.pending_connects.claim, state) if state else None
+        if pending is None or pending["platform"] != platform:
+            raise AuthenticationError("no connection is waiting for this callback (or it expired)")
+        options = dict(pending["options"])
+        if not secrets.compare_digest(str(options.pop("session", "")), bound_to):
+            raise AuthenticationError("this connection was started in another session")
+        redirect_uri = str(options.pop("redirect_uri", ""))
+        allow_loopback = bool(options.pop("allow_loopback", False))
+        spec = self.registry.get(platform)
+        client_id, client_secret, scopes, oauth_url = self.oauth_app(platform)
+        flow = self._oauth_flow(
+            spec,
+            pending["base_url"],
+            client_id,
+            client_secret,
+            scopes=scopes,
+            redirect_uri=redirect_uri,
+            oauth_url=oauth_url,
+            allow_loopback=allow_loopback,
+        )
+        await self._finish_oauth(
+            flow,
+            params,
+            state,
+            client_id=client_id,
+            client_secret=client_secret,
+            name=pending["name"],
+            platform=platform,
+            base_url=pending["base_url"],
+            scopes=scopes,
+            options={**options, **({"oauth_url": oauth_url} if oauth_url else {})},
+            allow_loopback=allow_loopback,
+        )
+        return str(pending["name"])
 
     def start_key_handover(
         self,
@@ -607,10 +786,17 @@ class Partnersync:
         return str(pending["name"])
 
     async def test_account(self, name: str) -> str:
-        """One cheap authenticated call; returns what the platform says about the account."""
+        """One cheap authenticated call; returns what the platform says about the account. The
+        outcome is remembered (the connect page shows it as the account's health)."""
         connector, _ = self.connector(name)
-        async with connector:
-            return await connector.check()
+        try:
+            async with connector:
+                answer = await connector.check()
+        except PartnersyncError as exc:
+            await blocking(self.store.accounts.record_check, name, f"{type(exc).__name__}: {exc}")
+            raise
+        await blocking(self.store.accounts.record_check, name, None)
+        return answer
 
     # -- sync ----------------------------------------------------------------------------
     def entities(self, name: str) -> list[str]:

@@ -23,14 +23,27 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(root: Path, keys: str, log_path: Path) -> Iterator[str]:
-    """Run `partnersync serve` on a free loopback port until the block ends; yields its base
-    URL once it answers (its stderr goes to ``log_path``: a full pipe would stall it)."""
+def served(
+    root: Path, keys: str, log_path: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run `partnersync serve` (with ``args``) on a free loopback port until the block ends;
+    yields its base URL once it answers (its stderr goes to ``log_path``: a full pipe would
+    stall it)."""
     port = free_port()
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "partnersync", "-p", str(root), "serve", "--port", str(port)],
-            env={**os.environ, "PARTNERSYNC_KEYS": keys},
+            [
+                sys.executable,
+                "-m",
+                "partnersync",
+                "-p",
+                str(root),
+                "serve",
+                "--port",
+                str(port),
+                *args,
+            ],
+            env={**os.environ, "PARTNERSYNC_KEYS": keys, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=log,
         )

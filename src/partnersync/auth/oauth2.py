@@ -49,9 +49,10 @@ class TokenSet:
         """Usable for at least ``ahead`` more seconds."""
         return self.expires_at is None or self.expires_at - ahead > now
 
-    def as_secrets(self) -> dict[str, str]:
-        """The pair as account secret fields (encrypted at rest by the vault)."""
-        fields = {"access_token": self.access_token}
+    def as_secrets(self, token_field: str = "access_token") -> dict[str, str]:
+        """The pair as account secret fields (encrypted at rest by the vault); the access token
+        under ``token_field`` (the name the platform's auth reads it by)."""
+        fields = {token_field: self.access_token}
         if self.refresh_token:
             fields["refresh_token"] = self.refresh_token
         if self.expires_at is not None:
@@ -61,11 +62,11 @@ class TokenSet:
         return fields
 
     @classmethod
-    def from_secrets(cls, fields: Mapping[str, str]) -> TokenSet:
+    def from_secrets(cls, fields: Mapping[str, str], token_field: str = "access_token") -> TokenSet:
         """The pair stored with an account."""
         expires = fields.get("expires_at")
         return cls(
-            access_token=fields["access_token"],
+            access_token=fields[token_field],
             refresh_token=fields.get("refresh_token"),
             expires_at=float(expires) if expires else None,
             scope=fields.get("scope"),
@@ -101,8 +102,10 @@ class ShopifyOAuth:
         *,
         scopes: str,
         redirect_uri: str = "",
+        oauth_url: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        # Shopify's OAuth endpoints live on the shop itself: ``oauth_url`` is not used.
         self.shop_url = shop_url.rstrip("/")
         self.client_id = client_id
         self._secret = client_secret

@@ -72,6 +72,7 @@ schedule_app = typer.Typer(
     help="When jobs run: the daemon and its schedules.", no_args_is_help=True
 )
 db_app = typer.Typer(help="The hub database.", no_args_is_help=True)
+admin_app = typer.Typer(help="Who may sign in to the connect page.", no_args_is_help=True)
 for sub, name in [
     (accounts_app, "accounts"),
     (sync_app, "sync"),
@@ -86,6 +87,7 @@ for sub, name in [
     (keys_app, "keys"),
     (schedule_app, "schedule"),
     (db_app, "db"),
+    (admin_app, "admin"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -324,11 +326,19 @@ def accounts_connect(
     allow_loopback: Annotated[
         bool, typer.Option(help="Allow a plain-http loopback URL (sandboxes and tests only).")
     ] = False,
+    oauth_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the platform's OAuth endpoints are (Taobao's default: "
+            "https://oauth.taobao.com)."
+        ),
+    ] = None,
 ) -> None:
     """Connect an account: OAuth (Shopify: authorization code, the callback's state and HMAC
-    checked, tokens stored encrypted and refreshed ahead of expiry) or a key handover
-    (WooCommerce: the store owner approves and the store posts the keys to `partnersync serve`
-    at --public-url)."""
+    checked; Taobao/Tmall: its session key; tokens stored encrypted and refreshed ahead of
+    expiry) or a key handover (WooCommerce: the store owner approves and the store posts the
+    keys to `partnersync serve` at --public-url). Without --client-id, the app of
+    [apps.PLATFORM] in partnersync.toml is used."""
     from partnersync.auth.loopback import CallbackListener
 
     service = open_service()
@@ -336,12 +346,18 @@ def accounts_connect(
     if spec.key_handover_path is not None:
         _key_handover(service, name, platform, url, public_url, option, timeout, allow_loopback)
         return
+    secret: str | None = None
+    if not client_id and platform in service.project.config.apps:
+        client_id, secret, app_scopes, app_oauth_url = service.oauth_app(platform)
+        scopes = app_scopes or scopes
+        oauth_url = oauth_url or app_oauth_url
     if not client_id:
-        raise PartnersyncError(f"{platform} uses OAuth: pass --client-id")
-    secret = os.environ.get(client_secret_env) if client_secret_env else None
-    if client_secret_env and not secret:
-        raise PartnersyncError(f"environment variable {client_secret_env} is empty or unset")
-    secret = secret or typer.prompt("client secret", hide_input=True)
+        raise PartnersyncError(f"{platform} uses OAuth: pass --client-id or add [apps.{platform}]")
+    if secret is None:
+        secret = os.environ.get(client_secret_env) if client_secret_env else None
+        if client_secret_env and not secret:
+            raise PartnersyncError(f"environment variable {client_secret_env} is empty or unset")
+        secret = secret or typer.prompt("client secret", hide_input=True)
     options = _options(option)
 
     def connect(redirect: str, receive: Any) -> None:
@@ -357,6 +373,7 @@ def accounts_connect(
                 receive=receive,
                 options=options,
                 allow_loopback=allow_loopback,
+                oauth_url=oauth_url,
             )
         )
 
@@ -1098,14 +1115,62 @@ def doctor(as_json: JsonOption = False) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The https address brands and platforms reach this at (default: [web] "
+            "public_url, else the listening address)."
+        ),
+    ] = None,
+    allow_loopback: Annotated[
+        bool,
+        typer.Option(help="Let the connect page wire accounts on this machine (sandboxes)."),
+    ] = False,
 ) -> None:
-    """Receive the platforms' webhooks (POST /webhooks/PLATFORM/ACCOUNT): signatures checked,
-    each delivery applied once, a pull of what changed within seconds."""
+    """Run the connect page for brands (sign in, connect accounts through OAuth, a key
+    handover or pasted keys, see their health) and receive the platforms' webhooks
+    (POST /webhooks/PLATFORM/ACCOUNT: signatures checked, each delivery applied once, a pull of
+    what changed within seconds)."""
     from partnersync.web import serve as run_app
 
     service = open_service(to_stderr=True)
+    if not service.store.web.admins():
+        errors.print(
+            "no one can sign in to the connect page yet: partnersync admin add NAME",
+            highlight=False,
+        )
     errors.print(f"listening on http://{host}:{port}", highlight=False)
-    run_app(service, host, port)
+    run_app(service, host, port, public_url=public_url, allow_loopback=allow_loopback)
+
+
+@admin_app.command("add")
+def admin_add(
+    username: str,
+    password_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the password (else asked twice)."),
+    ] = None,
+) -> None:
+    """Let USERNAME sign in to the connect page (or set a new password: their sessions end)."""
+    service = open_service()
+    if password_env:
+        password = os.environ.get(password_env, "")
+        if not password:
+            raise PartnersyncError(f"environment variable {password_env} is empty or unset")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 12:
+        raise PartnersyncError("a connect-page password has at least 12 characters")
+    service.store.web.set_admin(username, password)
+    console.print(f"[bold]{username}[/] can sign in to the connect page")
+
+
+@admin_app.command("list")
+def admin_list() -> None:
+    """Who may sign in to the connect page."""
+    service = open_service()
+    for name in service.store.web.admins():
+        typer.echo(name)
 
 
 @db_app.command("upgrade")

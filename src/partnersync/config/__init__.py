@@ -72,6 +72,27 @@ class SyncConfig(_Strict):
     whose process died is taken over after at most this long."""
 
 
+class AppConfig(_Strict):
+    """Our OAuth app on a platform (``[apps.shopify]``): what the connect page starts a brand's
+    authorisation with. The client secret stays in the environment, never in the file."""
+
+    client_id: str
+    client_secret_env: str
+    scopes: str = ""
+    oauth_url: str | None = None
+    """Where the platform's OAuth endpoints live when not on the shop's own host (Taobao:
+    ``https://oauth.taobao.com``); a sandbox serves them itself."""
+
+
+class WebConfig(_Strict):
+    """``partnersync serve``: the address brands reach it at and how long a login lasts."""
+
+    public_url: str | None = None
+    """The https URL the platforms send brands (and keys) back to; without it, the address
+    ``serve`` listens on."""
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+
+
 class AccountConfig(_Strict):
     """Per-account adjustments kept as data in the project file."""
 
@@ -178,6 +199,8 @@ class ProjectConfig(_Strict):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     accounts: dict[str, AccountConfig] = Field(default_factory=dict)
     jobs: dict[str, JobConfig] = Field(default_factory=dict)
+    apps: dict[str, AppConfig] = Field(default_factory=dict)
+    web: WebConfig = Field(default_factory=WebConfig)
 
 
 class EnvSettings(BaseSettings):

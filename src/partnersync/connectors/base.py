@@ -190,6 +190,28 @@ class WebhookSpec:
     timestamp_header: str | None = None
 
 
+@dataclass(frozen=True)
+class OAuthSpec:
+    """A platform's OAuth 2 authorization-code flow (see :mod:`partnersync.auth.oauth2`).
+
+    ``flow(base_url, client_id, client_secret, *, scopes, redirect_uri, oauth_url, transport)``
+    gives the authorize URL, checks the callback, exchanges the code and refreshes;
+    ``refreshing_auth(secrets, keeper)`` is the auth a connector sends with, taking the current
+    access token from the keeper; ``field_names`` maps ``client_id``, ``client_secret`` and
+    ``access_token`` to the account's own secret names where they differ (Taobao signs with
+    ``app_key``/``app_secret`` and sends the token as ``session``); ``oauth_url`` is where the
+    OAuth endpoints live when not on the account's own host."""
+
+    flow: Callable[..., Any]
+    refreshing_auth: Callable[[Mapping[str, str], Any], httpx.Auth]
+    field_names: Mapping[str, str] = field(default_factory=dict)
+    oauth_url: str | None = None
+
+    def field(self, name: str) -> str:
+        """The account's secret field holding ``name`` (client_id, client_secret, access_token)."""
+        return self.field_names.get(name, name)
+
+
 BudgetFactory = Callable[[str, float, float], RateBudget]
 """(key, capacity, refill rate) → the budget of that key."""
 
@@ -378,12 +400,8 @@ class ConnectorSpec:
     export_mappers: Mapping[str, type[ExportMapper[Any]]] = field(default_factory=dict)
     """Entity → the mapper building the payload a write of it sends (DESIGN §2)."""
     default_api_version: str | None = None
-    oauth_flow: Callable[..., Any] | None = None
-    """OAuth 2 for this platform: called as ``flow(shop_url, client_id, client_secret, *,
-    scopes, redirect_uri, transport)``; it gives the authorize URL, checks the callback,
-    exchanges the code and refreshes (see :mod:`partnersync.auth.oauth2`)."""
-    token_header: str | None = None
-    """The header an OAuth access token travels in."""
+    oauth: OAuthSpec | None = None
+    """OAuth 2 for this platform (``accounts connect`` and the connect page)."""
     webhooks: WebhookSpec | None = None
     """Webhook deliveries this platform sends (``partnersync serve`` receives them)."""
     key_handover_path: str | None = None

@@ -22,6 +22,11 @@ class AccountRow(SQLModel, table=True):
     options: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     secrets: str = Field(sa_column=Column(Text, nullable=False))
     created_at: str
+    checked_at: str | None = None
+    """When the last cheap authenticated call (``accounts test``, the connect page's check)
+    was made, and ``check_error`` what failed (None: it succeeded)."""
+    check_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    last_ok_at: str | None = None
 
 
 class RecordRow(SQLModel, table=True):
@@ -187,6 +192,29 @@ class PendingConnectRow(SQLModel, table=True):
     options: str = Field(sa_column=Column(Text, nullable=False))
     created_at: str
     completed_at: str | None = None
+
+
+class WebAdminRow(SQLModel, table=True):
+    """Who may sign in to the connect page: a user name and its scrypt password hash."""
+
+    __tablename__ = "web_admins"
+
+    username: str = Field(primary_key=True)
+    password_hash: str
+    created_at: str
+
+
+class WebSessionRow(SQLModel, table=True):
+    """A browser session of the connect page, stored by the SHA-256 of its cookie (the cookie
+    alone opens it; a database read does not); ``username`` is None until sign-in."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: str = Field(primary_key=True)
+    username: str | None = None
+    csrf_token: str
+    created_at: str
+    expires_at: str
 
 
 class DeadLetterRow(SQLModel, table=True):

@@ -1,6 +1,7 @@
-"""``partnersync serve``: one ASGI app (starlette + uvicorn) receiving the platforms' webhooks
-and the API keys stores hand over (``POST /connect/{platform}/callback/{state}``: accepted once,
-for a connection started by ``accounts connect`` in the last hour, the keys stored encrypted).
+"""``partnersync serve``: one ASGI app (starlette + uvicorn): the connect page for brands
+(:mod:`partnersync.web.pages`), the platforms' webhooks, and the API keys stores hand over
+(``POST /connect/{platform}/callback/{state}``: accepted once, for a connection started by
+``accounts connect`` or the connect page in the last hour, the keys stored encrypted).
 
 ``POST /webhooks/{platform}/{account}``: the raw body's signature is checked in constant time
 before anything is parsed (401 and no side effect when it is missing, wrong, made with another
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
@@ -29,6 +31,7 @@ from partnersync.auth.webhooks import signature_matches
 from partnersync.errors import AlreadyRunningError, ConfigError, PartnersyncError
 from partnersync.service import Partnersync
 from partnersync.sync.offload import blocking
+from partnersync.web.pages import ConnectPages, SecurityHeaders
 
 log = logging.getLogger("partnersync.web")
 
@@ -67,9 +70,19 @@ class PullRequests:
                     log.warning("pull after webhook %s/%s failed: %s", account, entity, exc)
 
 
-def create_app(service: Partnersync, *, replay_window: timedelta = REPLAY_WINDOW) -> Starlette:
-    """The app: webhooks now (the connect page will join them)."""
+def create_app(
+    service: Partnersync,
+    *,
+    replay_window: timedelta = REPLAY_WINDOW,
+    public_url: str | None = None,
+    allow_loopback: bool = False,
+) -> Starlette:
+    """The app: the connect page, webhooks and key handovers, behind the security headers.
+    ``public_url`` is where brands and platforms reach it (redirects and callbacks point
+    there); ``allow_loopback`` lets accounts on this machine be connected (sandboxes, tests)."""
     pulls = PullRequests(service)
+    public_url = public_url or service.project.config.web.public_url
+    pages = ConnectPages(service, public_url=public_url, allow_loopback=allow_loopback)
 
     async def webhook(request: Request) -> JSONResponse:
         platform = request.path_params["platform"]
@@ -135,11 +148,14 @@ def create_app(service: Partnersync, *, replay_window: timedelta = REPLAY_WINDOW
 
     async def key_return(request: Request) -> HTMLResponse:
         ok = request.query_params.get("success") == "1"
-        text = "Connected. You can close this window." if ok else "Not connected."
-        return HTMLResponse(
-            f"<!doctype html><meta charset=utf-8><title>partnersync</title><p>{text}</p>",
-            status_code=200 if ok else 400,
-            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+        return pages.render(
+            "message.html",
+            200 if ok else 400,
+            heading="Connected" if ok else "Not connected",
+            kind="notice" if ok else "error",
+            text="The store handed its keys over; the account is on the accounts page."
+            if ok
+            else "The store did not hand keys over.",
         )
 
     async def health(request: Request) -> JSONResponse:
@@ -158,7 +174,9 @@ def create_app(service: Partnersync, *, replay_window: timedelta = REPLAY_WINDOW
             Route("/connect/{platform}/callback/{state}", key_callback, methods=["POST"]),
             Route("/connect/{platform}/return", key_return),
             Route("/healthz", health),
+            *pages.routes(),
         ],
+        middleware=[Middleware(SecurityHeaders, https=pages.https)],
         lifespan=lifespan,
     )
     return app
@@ -174,8 +192,17 @@ def _too_old(sent: str, window: timedelta) -> bool:
     return datetime.now(UTC) - moment > window
 
 
-def serve(service: Partnersync, host: str, port: int) -> None:
+def serve(
+    service: Partnersync,
+    host: str,
+    port: int,
+    *,
+    public_url: str | None = None,
+    allow_loopback: bool = False,
+) -> None:
     """Run the app with uvicorn until SIGTERM/SIGINT."""
     import uvicorn
 
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    app = create_app(service, public_url=public_url, allow_loopback=allow_loopback)
+    # Behind a TLS-terminating proxy, uvicorn trusts X-Forwarded-* from loopback only.
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
-from partnersync.auth.oauth2 import ShopifyOAuth
+from partnersync.auth.oauth2 import RefreshingTokenAuth, ShopifyOAuth, TokenKeeper
 from partnersync.auth.schemes import HeaderTokenAuth
-from partnersync.connectors.base import ConnectorSpec, WebhookSpec
+from partnersync.connectors.base import ConnectorSpec, OAuthSpec, WebhookSpec
 from partnersync.connectors.shopify.connector import DEFAULT_API_VERSION, ShopifyConnector
 from partnersync.connectors.shopify.mappers import EXPORT_MAPPERS, IMPORT_MAPPERS
 
@@ -17,6 +17,11 @@ from partnersync.connectors.shopify.mappers import EXPORT_MAPPERS, IMPORT_MAPPER
 def access_token_auth(secrets: Mapping[str, str]) -> httpx.Auth:
     """``X-Shopify-Access-Token`` from the account's ``access_token`` secret."""
     return HeaderTokenAuth("X-Shopify-Access-Token", secrets["access_token"])
+
+
+def refreshing_token_auth(secrets: Mapping[str, str], keeper: TokenKeeper) -> httpx.Auth:
+    """``X-Shopify-Access-Token`` from the keeper (refreshed ahead of expiry and after a 401)."""
+    return RefreshingTokenAuth("X-Shopify-Access-Token", keeper)
 
 
 def _sandbox(*, fast: bool = False, **options: Any) -> Any:
@@ -37,8 +42,7 @@ SHOPIFY = ConnectorSpec(
     secret_fields=("access_token",),
     sandbox=_sandbox,
     default_api_version=DEFAULT_API_VERSION,
-    oauth_flow=ShopifyOAuth,
-    token_header="X-Shopify-Access-Token",
+    oauth=OAuthSpec(flow=ShopifyOAuth, refreshing_auth=refreshing_token_auth),
     webhooks=WebhookSpec(
         signature_header="X-Shopify-Hmac-Sha256",
         secret_fields=("webhook_secret", "client_secret"),

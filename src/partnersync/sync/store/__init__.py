@@ -38,6 +38,7 @@ from partnersync.sync.store.unit import (
     make_engine,
     utcnow_iso,
 )
+from partnersync.sync.store.web import WebRepository
 from partnersync.sync.store.webhooks import WebhookRepository
 
 
@@ -60,6 +61,7 @@ class HubStore:
         self.job_runs = JobRunRepository(self.uow)
         self.webhooks = WebhookRepository(self.uow)
         self.pending_connects = PendingConnectRepository(self.uow)
+        self.web = WebRepository(self.uow)
 
     @property
     def engine(self) -> Engine:

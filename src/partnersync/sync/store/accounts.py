@@ -68,6 +68,9 @@ class AccountRepository(Repository):
             "api_version": row.api_version,
             "options": orjson.loads(row.options),
             "created_at": row.created_at,
+            "checked_at": row.checked_at,
+            "check_error": row.check_error,
+            "last_ok_at": row.last_ok_at,
         }
 
     def secrets(self, name: str) -> dict[str, str]:
@@ -90,6 +93,15 @@ class AccountRepository(Repository):
             names = connection.execute(select(_accounts.c.name).order_by(_accounts.c.name))
             ordered = [row.name for row in names]
         return [account for name in ordered if (account := self.get(name))]
+
+    def record_check(self, name: str, error: str | None) -> None:
+        """Remember the outcome of a cheap authenticated call (``error`` None: it worked)."""
+        now = utcnow_iso()
+        values: dict[str, Any] = {"checked_at": now, "check_error": error}
+        if error is None:
+            values["last_ok_at"] = now
+        with self.uow.transaction(unfenced=True) as connection:
+            connection.execute(_accounts.update().where(_accounts.c.name == name).values(values))
 
     def remove(self, name: str) -> bool:
         """Delete an account (its records and history stay); False if there was none."""

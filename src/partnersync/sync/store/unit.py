@@ -40,7 +40,9 @@ from partnersync.sync.tables import (
     PendingConnectRow,
     RecordRow,
     RunRow,
+    WebAdminRow,
     WebhookDeliveryRow,
+    WebSessionRow,
 )
 
 PII_ENTITIES = frozenset({"orders"})
@@ -61,6 +63,8 @@ _job_runs = JobRunRow.__table__  # type: ignore[attr-defined]
 _budgets = BudgetRow.__table__  # type: ignore[attr-defined]
 _deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
 _pending = PendingConnectRow.__table__  # type: ignore[attr-defined]
+_web_admins = WebAdminRow.__table__  # type: ignore[attr-defined]
+_web_sessions = WebSessionRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
