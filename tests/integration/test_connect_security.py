@@ -116,7 +116,7 @@ async def test_nothing_without_signing_in_and_no_form_without_its_token(
     assert (await _sign_in(browser)).status_code == 303
     # Signed in, a form posted without its token, with another's, or from another site fails.
     page = await browser.get("/connect/shopify")
-    fields = {"method": "keys", "name": "x", "url": "http://127.0.0.1:1", "secret_access_token": "t"}
+    fields = {"method": "keys", "name": "x", "url": "http://127.0.0.1:1"}
     for data, headers in (
         (fields, {}),
         ({**fields, "csrf": "forged"}, {}),
@@ -163,7 +163,8 @@ async def test_two_shops_connected_side_by_side_keep_their_own_tokens(
     ):
         await _sign_in(browser)
         # Both started before either returns: each callback completes its own connection.
-        to_a, to_b = await _start_oauth(browser, "shop-a", a), await _start_oauth(browser, "shop-b", b)
+        to_a = await _start_oauth(browser, "shop-a", a)
+        to_b = await _start_oauth(browser, "shop-b", b)
         back_b, back_a = await _approve(to_b), await _approve(to_a)
         for back, name in ((back_b, "shop-b"), (back_a, "shop-a")):
             landed = await browser.get(back)
