@@ -594,10 +594,6 @@ class Partnersync:
         allow_loopback: bool,
     ) -> TokenSet:
         """Verify a callback, exchange its code and store the account with its token pair."""
-        if params.get("error"):
-            raise AuthenticationError(
-                f"the platform did not authorise the connection: {params['error']}"
-            )
         now = self.clock.now().timestamp()
         code = flow.verify_callback(params, state, now)
         token: TokenSet = await flow.exchange(code, now)

@@ -91,8 +91,15 @@ def shopify_callback_hmac(params: Mapping[str, str], client_secret: str) -> str:
     return hmac.new(client_secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-class ShopifyOAuth:
-    """Shopify's authorization-code grant for one shop and one app."""
+class AuthorizationCodeFlow:
+    """OAuth 2's authorization-code grant for one account and one app, through authlib: the
+    authorize URL with a fresh ``state``, the code exchanged and tokens refreshed at the
+    platform's token endpoint (client credentials in the form body)."""
+
+    authorize_path = "/oauth/authorize"
+    token_path = "/oauth/token"
+    extra_authorize: Mapping[str, str] = {}
+    extra_token: Mapping[str, str] = {}
 
     def __init__(
         self,
@@ -105,8 +112,8 @@ class ShopifyOAuth:
         oauth_url: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        # Shopify's OAuth endpoints live on the shop itself: ``oauth_url`` is not used.
         self.shop_url = shop_url.rstrip("/")
+        self.oauth_url = (oauth_url or self.shop_url).rstrip("/")
         self.client_id = client_id
         self._secret = client_secret
         self.scopes = scopes
@@ -114,12 +121,15 @@ class ShopifyOAuth:
         self.transport = transport
 
     def __repr__(self) -> str:
-        return f"ShopifyOAuth({self.shop_url!r}, client_id={self.client_id!r}, secret=<redacted>)"
+        return (
+            f"{type(self).__name__}({self.oauth_url!r}, client_id={self.client_id!r}, "
+            "secret=<redacted>)"
+        )
 
     @property
     def token_endpoint(self) -> str:
-        """``/admin/oauth/access_token`` of the shop."""
-        return f"{self.shop_url}/admin/oauth/access_token"
+        """Where codes and refresh tokens are exchanged."""
+        return f"{self.oauth_url}{self.token_path}"
 
     def _client(self) -> Any:
         # Imported here: authlib costs start-up time that commands without OAuth never need.
@@ -146,13 +156,74 @@ class ShopifyOAuth:
         state = secrets.token_urlsafe(24)
         query = urlencode(
             {
+                **self.extra_authorize,
                 "client_id": self.client_id,
-                "scope": self.scopes,
+                **({"scope": self.scopes} if self.scopes else {}),
                 "redirect_uri": self.redirect_uri,
                 "state": state,
             }
         )
-        return f"{self.shop_url}/admin/oauth/authorize?{query}", state
+        return f"{self.oauth_url}{self.authorize_path}?{query}", state
+
+    def verify_callback(self, params: Mapping[str, str], state: str, now: float) -> str:
+        """The ``code`` of a callback carrying our ``state`` (AuthenticationError otherwise)."""
+        if params.get("error"):
+            raise AuthenticationError(
+                f"the platform did not authorise the connection: {params['error']}"
+            )
+        if not hmac.compare_digest(params.get("state", ""), state):
+            raise AuthenticationError("the OAuth callback's state is not the one we sent")
+        code = params.get("code")
+        if not code:
+            raise AuthenticationError("the OAuth callback carries no code")
+        return code
+
+    async def exchange(self, code: str, now: float) -> TokenSet:
+        """The code for a token pair."""
+        async with self._client() as client:
+            token = await _token_call(
+                client.fetch_token(self.token_endpoint, code=code, **self.extra_token)
+            )
+        return TokenSet.from_response(token, now)
+
+    async def refresh(self, refresh_token: str, now: float) -> TokenSet:
+        """A new pair for ``refresh_token``."""
+        async with self._client() as client:
+            token = await _token_call(
+                client.refresh_token(self.token_endpoint, refresh_token=refresh_token)
+            )
+        return TokenSet.from_response(token, now)
+
+
+class ShopifyOAuth(AuthorizationCodeFlow):
+    """Shopify's authorization-code grant for one shop and one app: the endpoints live on the
+    shop itself, the callback is HMAC-signed and time-stamped, and ``expiring=1`` asks for an
+    expiring offline token whose refresh token rotates."""
+
+    authorize_path = "/admin/oauth/authorize"
+    token_path = "/admin/oauth/access_token"
+    extra_token: Mapping[str, str] = {"expiring": "1"}
+
+    def __init__(
+        self,
+        shop_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scopes: str,
+        redirect_uri: str = "",
+        oauth_url: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        # Shopify's OAuth endpoints are the shop's own: ``oauth_url`` is not used.
+        super().__init__(
+            shop_url,
+            client_id,
+            client_secret,
+            scopes=scopes,
+            redirect_uri=redirect_uri,
+            transport=transport,
+        )
 
     def verify_callback(self, params: Mapping[str, str], state: str, now: float) -> str:
         """The ``code`` of a genuine callback; AuthenticationError for a forged, replayed or
@@ -160,34 +231,33 @@ class ShopifyOAuth:
         expected = shopify_callback_hmac(params, self._secret)
         if not hmac.compare_digest(expected, params.get("hmac", "")):
             raise AuthenticationError("the OAuth callback's hmac does not match: not from Shopify")
-        if not hmac.compare_digest(params.get("state", ""), state):
-            raise AuthenticationError("the OAuth callback's state is not the one we sent")
+        code = super().verify_callback(params, state, now)
         try:
             age = now - float(params.get("timestamp", "0"))
         except ValueError:
             age = CALLBACK_MAX_AGE + 1
         if age > CALLBACK_MAX_AGE:
             raise AuthenticationError("the OAuth callback is more than a day old")
-        code = params.get("code")
-        if not code:
-            raise AuthenticationError("the OAuth callback carries no code")
         return code
 
-    async def exchange(self, code: str, now: float) -> TokenSet:
-        """The code for an expiring offline token pair."""
-        async with self._client() as client:
-            token = await _token_call(
-                client.fetch_token(self.token_endpoint, code=code, expiring="1")
-            )
-        return TokenSet.from_response(token, now)
 
-    async def refresh(self, refresh_token: str, now: float) -> TokenSet:
-        """A new pair for ``refresh_token`` (Shopify replaces the refresh token each time)."""
-        async with self._client() as client:
-            token = await _token_call(
-                client.refresh_token(self.token_endpoint, refresh_token=refresh_token)
-            )
-        return TokenSet.from_response(token, now)
+class TaobaoOAuth(AuthorizationCodeFlow):
+    """Taobao/Tmall Open Platform's server-side flow for a seller's session key: the seller
+    approves at ``https://oauth.taobao.com/authorize`` (``response_type=code``, ``view=web``)
+    and comes back with ``code`` and ``state`` (or ``error=access_denied``); the code is
+    exchanged at ``/token`` (``grant_type=authorization_code`` with the app key and secret as
+    client id and secret) for ``access_token`` — the session key every TOP call carries —
+    ``expires_in``, ``refresh_token``, ``re_expires_in`` and ``taobao_user_nick``; refreshed
+    with ``grant_type=refresh_token``. Sources: the open platform's "用户授权介绍" pages (the
+    fliggy mirror, ``open.fliggy.com/docs/doc.htm?articleId=102687``)."""
+
+    authorize_path = "/authorize"
+    token_path = "/token"
+    extra_authorize: Mapping[str, str] = {"response_type": "code", "view": "web"}
+    extra_token: Mapping[str, str] = {"view": "web"}
+
+
+TAOBAO_OAUTH_URL = "https://oauth.taobao.com"
 
 
 class InvalidGrantError(AuthenticationError):

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
+import orjson
+
+from partnersync.auth.oauth2 import TokenKeeper
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 SIGN_METHODS = ("md5", "hmac", "hmac-sha256")
@@ -74,6 +77,11 @@ class TopSignAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Sign and send."""
+        self._sign(request, self._session)
+        yield request
+
+    def _sign(self, request: httpx.Request, session: str | None) -> None:
+        """Add the public parameters (``session`` among them) and the signature."""
         is_form = request.method == "POST"
         raw = request.read().decode() if is_form else request.url.query.decode()
         params = dict(parse_qsl(raw, keep_blank_values=True))
@@ -84,8 +92,9 @@ class TopSignAuth(httpx.Auth):
             format="json",
             sign_method=self._sign_method,
         )
-        if self._session:
-            params["session"] = self._session
+        params.pop("sign", None)  # signed again after a refreshed session
+        if session:
+            params["session"] = session
         params["sign"] = top_sign(params, self._secret, self._sign_method)
         if is_form:
             body = urlencode(params).encode()
@@ -95,4 +104,55 @@ class TopSignAuth(httpx.Auth):
             request._content = body
         else:
             request.url = request.url.copy_with(params=params)
-        yield request
+
+
+INVALID_SESSION = 27
+"""TOP's error code for a session key that expired or was revoked (answered in a 200 body)."""
+
+
+class RefreshingTopSignAuth(TopSignAuth):
+    """TOP signing with the session key of an OAuth-connected seller: taken from the token
+    keeper (refreshed ahead of expiry), and on TOP's "Invalid session" (code 27) a fresh one
+    and the call signed and sent once more."""
+
+    requires_response_body = True
+
+    def __init__(
+        self,
+        app_key: str,
+        app_secret: str,
+        keeper: TokenKeeper,
+        *,
+        sign_method: str = "hmac-sha256",
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(app_key, app_secret, None, sign_method=sign_method, now=now)
+        self.keeper = keeper
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Not supported: connectors are async."""
+        raise RuntimeError("RefreshingTopSignAuth is for async clients")
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Session key in, signed; on "Invalid session" a fresh key and one more try."""
+        session = await self.keeper.access_token()
+        await request.aread()
+        self._sign(request, session)
+        response = yield request
+        await response.aread()  # an overridden async flow reads what it needs itself
+        if _error_code(response) == INVALID_SESSION:
+            self._sign(request, await self.keeper.after_rejection(session))
+            yield request
+
+
+def _error_code(response: httpx.Response) -> int | None:
+    """The ``error_response.code`` of a TOP answer, if it is one."""
+    if response.status_code != 200 or b"error_response" not in response.content[:64]:
+        return None
+    try:
+        code = orjson.loads(response.content)["error_response"]["code"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    return int(code) if isinstance(code, int | str) and str(code).isdigit() else None

@@ -19,6 +19,8 @@ from the connector or its signing code:
   ``taobao.trade.fullinfo.get``, ``taobao.skus.quantity.update`` (≤ 20 SKUs of one item,
   ``skuid_quantities="id:n;id:n"``, ``type=1`` a full update) and
   ``taobao.item.quantity.update``.
+* Sellers' OAuth (``/authorize``, ``/token``: :mod:`partnersync.sandbox.taobao_oauth`); a
+  session key it issued is accepted until it expires.
 
 Times in requests and answers are GMT+8 wall-clock strings, as TOP speaks them.
 """
@@ -36,6 +38,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from partnersync.sandbox.framework import Reply, Sandbox, json_reply
+from partnersync.sandbox.taobao_oauth import TaobaoOAuthServer
 
 GMT8 = timezone(timedelta(hours=8))
 FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -215,6 +218,7 @@ class TaobaoSandbox(Sandbox):
         self.data = data or TaobaoData(**data_options)
         self._calls: deque[float] = deque()
         self._banned_until = 0.0
+        self.oauth = TaobaoOAuthServer(app_key=app_key, app_secret=app_secret)
 
     def credentials(self) -> dict[str, str]:
         """What an account needs."""
@@ -224,6 +228,10 @@ class TaobaoSandbox(Sandbox):
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         """One gateway call."""
         parts = urlsplit(path)
+        authorised = self.oauth.handle(method, parts.path, parts.query, body)
+        if authorised is not None:
+            self.log.append({"t": time.monotonic(), "path": parts.path, "status": authorised[0]})
+            return authorised
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         if method == "POST":
             params.update(parse_qsl(body.decode(), keep_blank_values=True))
@@ -287,7 +295,8 @@ class TaobaoSandbox(Sandbox):
             return _failure(31, "Invalid Timestamp")
         if abs(stamp - self.data.now()) > TIMESTAMP_WINDOW:
             return _failure(31, "Invalid Timestamp", "isv.invalid-timestamp")
-        if params.get("session") != self.session:
+        session = params.get("session")
+        if session != self.session and not self.oauth.accepts(session):
             return _failure(27, "Invalid session", "session-expired")
         return None
 

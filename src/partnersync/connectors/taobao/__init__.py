@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 
-from partnersync.auth.top import TopSignAuth
-from partnersync.connectors.base import ConnectorSpec
+from partnersync.auth.oauth2 import TAOBAO_OAUTH_URL, TaobaoOAuth, TokenKeeper
+from partnersync.auth.top import RefreshingTopSignAuth, TopSignAuth
+from partnersync.connectors.base import ConnectorSpec, OAuthSpec
 from partnersync.connectors.taobao.connector import TaobaoConnector
 from partnersync.connectors.taobao.mappers import IMPORT_MAPPERS
 
@@ -19,6 +20,16 @@ def top_auth(secrets: Mapping[str, str]) -> httpx.Auth:
         secrets["app_key"],
         secrets["app_secret"],
         secrets["session"],
+        sign_method=secrets.get("sign_method") or "hmac-sha256",
+    )
+
+
+def refreshing_top_auth(secrets: Mapping[str, str], keeper: TokenKeeper) -> httpx.Auth:
+    """TOP signing with the seller's session key from the keeper (an OAuth-connected seller)."""
+    return RefreshingTopSignAuth(
+        secrets["app_key"],
+        secrets["app_secret"],
+        keeper,
         sign_method=secrets.get("sign_method") or "hmac-sha256",
     )
 
@@ -47,6 +58,16 @@ TAOBAO = ConnectorSpec(
     auth=top_auth,
     secret_fields=("app_key", "app_secret", "session"),
     sandbox=_sandbox,
+    oauth=OAuthSpec(
+        flow=TaobaoOAuth,
+        refreshing_auth=refreshing_top_auth,
+        field_names={
+            "client_id": "app_key",
+            "client_secret": "app_secret",
+            "access_token": "session",
+        },
+        oauth_url=TAOBAO_OAUTH_URL,
+    ),
 )
 """The Taobao/Tmall connector as the registry sees it."""
 
