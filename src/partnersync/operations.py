@@ -119,7 +119,9 @@ async def run_worker(
 
     ensure_queue_schema(service)
     queue = workers.JobQueue(
-        service.project.database_url, lambda job: service.run_job(job, trigger="worker")
+        service.project.database_url,
+        lambda job: service.run_job(job, trigger="worker"),
+        run_pull=lambda account, entity: service.pull(account, entity),
     )
     await workers.run_worker(
         queue,

@@ -9,9 +9,11 @@ import base64
 import os
 import random
 import secrets
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,9 +24,16 @@ import pytest
 from partnersync.auth.vault import Vault
 from partnersync.auth.webhooks import body_signature, signature_matches
 from partnersync.sandbox.shopify import ShopifySandbox
-from partnersync.sandbox.shopify.webhooks import Delivery, delivery, order_payload, send
-from tests.conftest import SHOP_TOKEN, make_service
+from partnersync.sandbox.shopify.webhooks import (
+    Delivery,
+    DeliveryFaults,
+    delivery,
+    order_payload,
+    send,
+)
+from tests.conftest import SHOP_TOKEN, _fresh_pg_schema, _postgres_url, make_service
 from tests.integration.served import served
+from tests.integration.unattended import WEBHOOK_SECRET, World
 
 SECRET, OLD_SECRET = "whsec-current", "whsec-before-rotation"
 
@@ -147,3 +156,88 @@ def anyio_pull(root: Path, keys: str) -> None:
         check=False,
     )
     assert pull.returncode == 0, pull.stderr
+
+
+HOSTILE = DeliveryFaults(
+    duplicates=0.4,
+    tampered=0.4,
+    old_secret=OLD_SECRET,
+    old_secret_share=0.4,
+    stale=0.4,
+    reorder=True,
+    seed=25,
+)
+
+
+def _caught_up(world: World, changed: list[str]) -> bool:
+    """True once the hub's orders cursor has passed the newest change."""
+    orders = world.shop.data.tables["orders"]
+    newest = max(orders[o]["updatedAt"] for o in changed)
+    cursor = world.rows("SELECT value FROM cursors WHERE account = 'shop' AND entity = 'orders'")
+    return bool(cursor) and datetime.fromisoformat(cursor[0].value) >= datetime.fromisoformat(
+        newest
+    )
+
+
+def _hub_equals_shop(world: World, changed: list[str]) -> None:
+    probe = make_service(world.root, Vault.parse(world.keys), world.url)
+    orders = world.shop.data.tables["orders"]
+    for order_id in changed:
+        record = probe.record("shop", "orders", order_id)
+        assert record["data"]["updated_at"].startswith(orders[order_id]["updatedAt"][:19])
+    probe.close()
+
+
+def test_the_shop_delivers_its_own_changes_with_faults_and_the_hub_follows(
+    world_factory: Callable[..., World], tmp_path: Path
+) -> None:
+    world = world_factory()
+    shop = world.shop
+    initial = world.start("sync", "pull", "shop", "orders")
+    assert initial.wait(60) == 0
+    with served(world.root, world.keys, tmp_path / "serve.err") as base:
+        shop.webhooks.subscribe(
+            f"{base}/webhooks/shopify/shop",
+            WEBHOOK_SECRET,
+            topics={"orders/updated"},
+            faults=HOSTILE,
+        )
+        changed = shop.data.touch("orders", 25)
+        assert shop.webhooks.drain(60)
+        world.wait_for(lambda: _caught_up(world, changed), 30)
+    _hub_equals_shop(world, changed)
+    kinds = {kind for kind, _ in shop.webhooks.sent}
+    assert {"valid", "duplicate", "tampered", "old_secret", "stale"} <= kinds
+    for kind, status in shop.webhooks.sent:
+        assert status == (200 if kind in ("valid", "duplicate") else 401), kind
+    accepted = world.rows("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE account = 'shop'")
+    assert accepted[0].n == 25  # each genuine delivery once, however often it came
+
+
+@pytest.mark.postgres
+def test_with_workers_the_pulls_deliveries_ask_for_run_on_a_worker(
+    world_factory: Callable[..., World], tmp_path: Path
+) -> None:
+    world = world_factory(database_url=_fresh_pg_schema(_postgres_url()))
+    shop = world.shop
+    assert world.start("db", "upgrade").wait(60) == 0
+    assert world.start("sync", "pull", "shop", "orders").wait(60) == 0
+    before = {row.id for row in world.rows("SELECT id FROM runs")}
+    worker = world.start("worker", "--concurrency", "1", "--heartbeat", "1")
+    with served(world.root, world.keys, tmp_path / "serve.err", "--executor", "workers") as base:
+        shop.webhooks.subscribe(f"{base}/webhooks/shopify/shop", WEBHOOK_SECRET)
+        changed = shop.data.touch("orders", 12)
+        assert shop.webhooks.drain(60)
+        world.wait_for(lambda: _caught_up(world, changed), 45)
+    _hub_equals_shop(world, changed)
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    pulls = [
+        row
+        for row in world.rows("SELECT id, holder, status FROM runs WHERE direction = 'pull'")
+        if row.id not in before
+    ]
+    assert pulls, "a delivery made a pull"
+    assert all(row.holder.split(":")[1] == str(worker.pid) for row in pulls)  # on the worker
+    assert all(row.status == "succeeded" for row in pulls)

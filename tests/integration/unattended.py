@@ -22,6 +22,8 @@ from partnersync.sandbox.shopify import ShopifySandbox
 from tests.conftest import SHOP_TOKEN, make_service
 from tests.integration.push_world import add_files
 
+WEBHOOK_SECRET = "whsec-world-0123456789"
+
 
 class World:
     """A project (SQLite hub) with a slow shop, an ERP drop and one scheduled orders job."""
@@ -44,7 +46,7 @@ class World:
             name="shop",
             platform="shopify",
             base_url=shop.url,
-            secrets={"access_token": SHOP_TOKEN},
+            secrets={"access_token": SHOP_TOKEN, "webhook_secret": WEBHOOK_SECRET},
             options={"page_size": 8},
             allow_loopback=True,
         )

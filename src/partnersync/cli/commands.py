@@ -1126,6 +1126,13 @@ def serve(
         bool,
         typer.Option(help="Let the connect page wire accounts on this machine (sandboxes)."),
     ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="Where the pulls webhooks ask for run: local (in this process) or workers "
+            "(queued for `partnersync worker`; PostgreSQL hub)."
+        ),
+    ] = "local",
 ) -> None:
     """Run the connect page for brands (sign in, connect accounts through OAuth, a key
     handover or pasted keys, see their health) and receive the platforms' webhooks
@@ -1140,7 +1147,14 @@ def serve(
             highlight=False,
         )
     errors.print(f"listening on http://{host}:{port}", highlight=False)
-    run_app(service, host, port, public_url=public_url, allow_loopback=allow_loopback)
+    run_app(
+        service,
+        host,
+        port,
+        public_url=public_url,
+        allow_loopback=allow_loopback,
+        executor=executor,
+    )
 
 
 @admin_app.command("add")

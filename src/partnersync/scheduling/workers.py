@@ -34,6 +34,9 @@ from partnersync.sync.store.leases import job_scope
 log = logging.getLogger("partnersync.workers")
 
 TASK_NAME = "partnersync.run_job"
+PULL_TASK_NAME = "partnersync.pull"
+"""A targeted pull of one account × entity (``partnersync serve --executor workers`` queues one
+for each webhook delivery, coalesced while it waits)."""
 PRIORITY = {"urgent": 10, "bulk": 0}
 """Procrastinate runs higher numbers first: orders and stock before catalogue backfills."""
 QUEUES = ("urgent", "bulk")
@@ -65,10 +68,26 @@ class JobQueue:
         database_url: str,
         run_job: Callable[[str], Awaitable[list[Any]]] | None = None,
         *,
+        run_pull: Callable[[str, str], Awaitable[Any]] | None = None,
         retry_wait: int = 5,
     ) -> None:
         self.app = App(connector=PsycopgConnector(conninfo=libpq_url(database_url)))
         self._run_job = run_job
+        self._run_pull = run_pull
+
+        async def pull_task(account: str, entity: str) -> None:
+            if self._run_pull is None:
+                raise ConfigError("this process only defers pulls; run `partnersync worker`")
+            result = await self._run_pull(account, entity)
+            if getattr(result, "status", None) == "failed":
+                raise JobFailed(f"pull {account}/{entity} failed: {result.error}")
+
+        self.pull_task = self.app.task(
+            name=PULL_TASK_NAME,
+            retry=RetryStrategy(
+                max_attempts=20, wait=retry_wait, retry_exceptions={AlreadyRunningError}
+            ),
+        )(pull_task)
 
         async def run_job_task(job: str) -> None:
             if self._run_job is None:
@@ -96,6 +115,19 @@ class JobQueue:
             log.debug("job %s is queued already", job)
             return False
         log.info("job %s queued (%s lane)", job, lane)
+        return True
+
+    async def defer_pull(self, account: str, entity: str) -> bool:
+        """Queue a pull of ``account`` × ``entity`` unless one is queued and not started yet
+        (that one will read this change too); True if this call queued it."""
+        scope = f"pull:{account}:{entity}"
+        try:
+            await self.pull_task.configure(
+                lock=scope, queueing_lock=scope, queue="urgent", priority=PRIORITY["urgent"]
+            ).defer_async(account=account, entity=entity)
+        except AlreadyEnqueued:
+            return False
+        log.info("pull of %s/%s queued", account, entity)
         return True
 
     async def retry_stalled(self, stall_timeout: float) -> int:

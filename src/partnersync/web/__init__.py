@@ -70,17 +70,54 @@ class PullRequests:
                     log.warning("pull after webhook %s/%s failed: %s", account, entity, exc)
 
 
+class QueuedPulls(PullRequests):
+    """Pulls asked for by webhooks, handed to the worker queue (``serve --executor workers``):
+    the workers run them under the same leases; a pull queued and not started yet takes the
+    next delivery's change too (procrastinate's queueing lock)."""
+
+    async def run(self) -> None:
+        """Queue requests until cancelled."""
+        from partnersync.operations import ensure_queue_schema
+        from partnersync.scheduling.workers import JobQueue
+
+        await blocking(ensure_queue_schema, self.service)
+        queue = JobQueue(self.service.project.database_url)
+        async with queue.app.open_async():
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                while self.pending:
+                    account, entity = self.pending.pop()
+                    try:
+                        await queue.defer_pull(account, entity)
+                    except Exception:
+                        log.warning(
+                            "could not queue a pull of %s/%s", account, entity, exc_info=True
+                        )
+                        self.pending.add((account, entity))
+                        await anyio.sleep(1.0)
+
+
 def create_app(
     service: Partnersync,
     *,
     replay_window: timedelta = REPLAY_WINDOW,
     public_url: str | None = None,
     allow_loopback: bool = False,
+    executor: str = "local",
 ) -> Starlette:
     """The app: the connect page, webhooks and key handovers, behind the security headers.
     ``public_url`` is where brands and platforms reach it (redirects and callbacks point
-    there); ``allow_loopback`` lets accounts on this machine be connected (sandboxes, tests)."""
-    pulls = PullRequests(service)
+    there); ``allow_loopback`` lets accounts on this machine be connected (sandboxes, tests);
+    ``executor`` says where the pulls webhooks ask for run: ``local`` (here) or ``workers``
+    (queued for ``partnersync worker``, PostgreSQL hub)."""
+    if executor not in ("local", "workers"):
+        raise ConfigError("executor must be local or workers")
+    if executor == "workers":
+        from partnersync.scheduling.workers import libpq_url
+
+        libpq_url(service.project.database_url)  # a clear error now for a SQLite hub
+    pulls = (QueuedPulls if executor == "workers" else PullRequests)(service)
     public_url = public_url or service.project.config.web.public_url
     pages = ConnectPages(service, public_url=public_url, allow_loopback=allow_loopback)
 
@@ -199,10 +236,13 @@ def serve(
     *,
     public_url: str | None = None,
     allow_loopback: bool = False,
+    executor: str = "local",
 ) -> None:
     """Run the app with uvicorn until SIGTERM/SIGINT."""
     import uvicorn
 
-    app = create_app(service, public_url=public_url, allow_loopback=allow_loopback)
+    app = create_app(
+        service, public_url=public_url, allow_loopback=allow_loopback, executor=executor
+    )
     # Behind a TLS-terminating proxy, uvicorn trusts X-Forwarded-* from loopback only.
     uvicorn.run(app, host=host, port=port, log_level="warning")

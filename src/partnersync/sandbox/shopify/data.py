@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +60,8 @@ class ShopifyData:
         self.shop_name = "partnersync sandbox"
         self.version = 0
         self.lock = threading.RLock()
+        self.observers: list[Callable[[str, dict[str, Any]], None]] = []
+        """Called with (entity, record) after each change (the webhook sender listens)."""
         self._rng = random.Random(seed)
         self._now = now
         self._next_id = 1000
@@ -271,11 +273,17 @@ class ShopifyData:
             record = self.table_of(entity)[record_id]
             record.update(changes or {})
             record["updatedAt"] = stamp
+            announced = [(entity, dict(record))]
             if entity == "variants":
-                self.tables["products"][record["_product"]]["updatedAt"] = stamp
+                product = self.tables["products"][record["_product"]]
+                product["updatedAt"] = stamp
+                announced.append(("products", dict(product)))
             if entity == "inventory_levels":
                 self.tables["inventory_items"][record["_item"]]["updatedAt"] = stamp
-            return record
+        for observer in self.observers:  # outside the lock: an observer may read the shop
+            for changed_entity, snapshot in announced:
+                observer(changed_entity, snapshot)
+        return record
 
     def set_available(
         self, sku: str, location_id: str, available: int, *, updated_at: str | None = None

@@ -21,10 +21,12 @@ class WebhookRepository(Repository):
         triggered_at: str | None,
     ) -> bool:
         """True the first time ``delivery_id`` is seen for ``account``, False for a duplicate
-        (one INSERT ... ON CONFLICT DO NOTHING: two receivers racing accept it once)."""
+        (one INSERT ... ON CONFLICT DO NOTHING RETURNING: two receivers racing accept it once).
+        The returned row decides, not ``rowcount``: on PostgreSQL that read 0 for a first
+        delivery, so every delivery looked like a duplicate (found by the workers test)."""
         with self.uow.transaction(unfenced=True) as connection:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-            result = connection.execute(
+            inserted = connection.execute(
                 dialect.insert(_deliveries)
                 .values(
                     account=account,
@@ -35,8 +37,9 @@ class WebhookRepository(Repository):
                     received_at=utcnow_iso(),
                 )
                 .on_conflict_do_nothing(index_elements=["account", "delivery_id"])
-            )
-        return bool(result.rowcount == 1)
+                .returning(_deliveries.c.delivery_id)
+            ).first()
+        return inserted is not None
 
     def count(self, account: str | None = None) -> int:
         """Deliveries accepted (for one account)."""
