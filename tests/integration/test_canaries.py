@@ -1,21 +1,27 @@
 """Canary scan (RELIABILITY T27 part 1): canary secrets in an account and a customer's email
 and phone in the shop's data; every command a user runs — failing paths and DEBUG logging
-included; the canaries appear nowhere: not in stdout or stderr, the
-log file, the database file and its -wal/-shm, or the dead-letter rows (which are in the
-database file)."""
+included — and the connect page (every page signed in, a failing check, pasted keys, a webhook
+delivery); the canaries appear nowhere: not in stdout or stderr, the log file, the rendered
+pages, the database file and its -wal/-shm, or the dead-letter rows (which are in the database
+file)."""
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from partnersync.auth.vault import Vault
 from partnersync.sandbox.shopify import ShopifySandbox
+from partnersync.sandbox.shopify.webhooks import delivery
 from tests.conftest import make_service
+from tests.integration.served import served
 
 TOKEN = "shpat_CANARYTOKEN_8d1f27c4a9"
 WEBHOOK = "whsec_CANARYHOOK_55e0b1"
@@ -32,6 +38,73 @@ def _plant_customer(shop: ShopifySandbox) -> str:
     order["shippingAddress"] = {**order["shippingAddress"], "phone": PHONE}
     order["billingAddress"] = {**order["billingAddress"], "phone": PHONE}
     return str(order_id)
+
+
+def _browse_the_connect_page(
+    root: Path, keys: str, env: dict[str, str], shop: ShopifySandbox, log: Path
+) -> list[str]:
+    """Every page of the connect page, signed in, with the canaries' account on it (a check that
+    passes, one that fails, keys pasted for a second account) and a webhook delivery; returns
+    the pages and answers as text."""
+    added = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "partnersync",
+            "-p",
+            str(root),
+            "admin",
+            "add",
+            "ops",
+            "--password-env",
+            "ADMIN_PASSWORD",
+        ],
+        env={**env, "ADMIN_PASSWORD": "canary-admin-password"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    seen = [added.stdout + added.stderr]
+    with (
+        served(root, keys, log, "--allow-loopback", env=env) as base,
+        httpx.Client(base_url=base, follow_redirects=True, timeout=30) as browser,
+    ):
+
+        def csrf(page: httpx.Response) -> str:
+            found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert found is not None, page.text
+            return found.group(1)
+
+        login = browser.get("/login")
+        home = browser.post(
+            "/login",
+            data={"csrf": csrf(login), "username": "ops", "password": "canary-admin-password"},
+        )
+        token = csrf(home)
+        seen += [login.text, home.text]
+        seen.append(browser.post("/accounts/shop/check", data={"csrf": token}).text)
+        shop.token = "rotated"  # the check fails: its error is on the page
+        seen.append(browser.post("/accounts/shop/check", data={"csrf": token}).text)
+        shop.token = TOKEN
+        seen += [browser.get("/connect").text, browser.get("/connect/shopify").text]
+        pasted = browser.post(
+            "/connect/shopify",
+            data={
+                "csrf": token,
+                "method": "keys",
+                "name": "shop-two",
+                "url": shop.url,
+                "secret_access_token": TOKEN,
+            },
+        )
+        seen.append(pasted.text)
+        hook = delivery("orders/updated", {"id": 1, "email": EMAIL}, secret=WEBHOOK)
+        answer = browser.post("/webhooks/shopify/shop", content=hook.body, headers=hook.headers)
+        assert answer.status_code == 200
+        seen += [answer.text, browser.get("/").text]
+    return seen
 
 
 def test_canaries_never_leave_the_vault(tmp_path: Path) -> None:
@@ -103,6 +176,9 @@ def test_canaries_never_leave_the_vault(tmp_path: Path) -> None:
         order["updatedAt"] = "2099-01-01T00:00:00Z"
         assert run("sync", "pull", "shop", "orders") in (0, 4)
         assert run("dlq", "list", "--json") == 0
+        pages = _browse_the_connect_page(root, keys, env, shop, tmp_path / "serve.err")
+        outputs.extend(pages)
+        outputs.append((tmp_path / "serve.err").read_text())
 
     texts = [*outputs, (root / "logs" / "partnersync.log").read_text()]
     for canary in CANARIES:
