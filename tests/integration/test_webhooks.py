@@ -31,6 +31,7 @@ from partnersync.sandbox.shopify.webhooks import (
     order_payload,
     send,
 )
+from partnersync.sandbox.woocommerce import WooCommerceSandbox
 from tests.conftest import SHOP_TOKEN, _fresh_pg_schema, _postgres_url, make_service
 from tests.integration.served import served
 from tests.integration.unattended import WEBHOOK_SECRET, World
@@ -241,3 +242,83 @@ def test_with_workers_the_pulls_deliveries_ask_for_run_on_a_worker(
     assert pulls, "a delivery made a pull"
     assert all(row.holder.split(":")[1] == str(worker.pid) for row in pulls)  # on the worker
     assert all(row.status == "succeeded" for row in pulls)
+
+
+def test_a_woocommerce_store_delivers_through_the_webhook_its_own_client_created(
+    tmp_path: Path,
+) -> None:
+    from woocommerce import API
+
+    keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    root = tmp_path / "project"
+    with WooCommerceSandbox(orders=20) as store:
+        service = make_service(root, Vault.parse(keys))
+        service.add_account(
+            name="woo",
+            platform="woocommerce",
+            base_url=store.url,
+            secrets={**store.credentials(), "webhook_secret": "wc-secret-0123"},
+            allow_loopback=True,
+        )
+        service.close()
+        (root / "partnersync.toml").write_text(f'[hub]\ndatabase = "sqlite:///{root / "hub.db"}"\n')
+        pull = subprocess.run(
+            [sys.executable, "-m", "partnersync", "-p", str(root), "sync", "pull", "woo", "orders"],
+            env={**os.environ, "PARTNERSYNC_KEYS": keys},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert pull.returncode == 0, pull.stderr
+        client = API(
+            url=store.url,
+            consumer_key=store.consumer_key,
+            consumer_secret=store.consumer_secret,
+            version="wc/v3",
+            timeout=10,
+        )
+        with served(root, keys, tmp_path / "serve.err") as base:
+            target = f"{base}/webhooks/woocommerce/woo"
+            made = client.post(
+                "webhooks",
+                {
+                    "name": "partnersync",
+                    "topic": "order.updated",
+                    "delivery_url": target,
+                    "secret": "wc-secret-0123",
+                },
+            )
+            assert made.status_code == 201, made.text
+            forged = client.post(
+                "webhooks",
+                {"topic": "order.updated", "delivery_url": target, "secret": "not-ours"},
+            )
+            assert forged.status_code == 201
+            changed = sorted(store.data.orders)[:8]
+            for order_id in changed:
+                store.data.update_order(order_id, {"status": "completed"})
+            assert store.webhooks.drain(60)
+
+            probe = make_service(root, Vault.parse(keys))
+            deadline = time.monotonic() + 30
+            while True:
+                done = [
+                    probe.record("woo", "orders", str(order_id))["data"]["updated_at"]
+                    for order_id in changed
+                ]
+                wanted = [store.data.orders[o]["date_modified_gmt"] for o in changed]
+                if all(d.startswith(w[:19]) for d, w in zip(done, wanted, strict=True)):
+                    break
+                assert time.monotonic() < deadline, "the hub did not catch up"
+                time.sleep(0.2)
+            assert probe.store.webhooks.count("woo") == len(changed)
+            probe.close()
+            answers = [status for _, status in store.webhooks.sent]
+            assert answers.count(200) == len(changed)
+            assert set(answers) == {200, 401}
+            # The store gave up on the webhook with the wrong secret after five failures in a
+            # row, as WooCommerce does; the right one stays active.
+            listed = client.get("webhooks").json()
+            assert sorted(hook["status"] for hook in listed) == ["active", "disabled"]
+            assert all("secret" not in hook for hook in listed)

@@ -17,6 +17,11 @@ Written from WooCommerce's own documentation (woocommerce-rest-api-docs, ``wp-ap
   ``woocommerce_rest_request_entity_too_large``); each object succeeds or carries its own
   ``error`` — a batch is not all-or-none.
 * **Errors**: ``{"code", "message", "data": {"status"}}``.
+* **Webhooks** (``POST/GET /webhooks``, ``DELETE /webhooks/<id>``): a merchant's or the API's
+  change of a product (or its variation) or an order is delivered to each active webhook of
+  its topic, signed ``X-WC-Webhook-Signature`` = base64(HMAC-SHA256(secret, body)) with the
+  ``X-WC-Webhook-Source/-Topic/-Resource/-Event/-ID/-Delivery-ID`` headers; a webhook is
+  disabled after 5 failed deliveries in a row; the secret is never shown again.
 
 The site's time zone is Asia/Shanghai (UTC+8), so a client that forgets ``dates_are_gmt`` asks
 for the wrong window and a test shows it. Knobs: ``throttle_every`` answers every Nth request
@@ -33,6 +38,7 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -41,6 +47,7 @@ import httpx
 import orjson
 
 from partnersync.sandbox.framework import DROP, Reply, Sandbox, json_reply
+from partnersync.sandbox.webhooks import Delivery, WebhookSender
 
 PREFIX = "/wp-json/wc/v3"
 TRACKING_PREFIX = "/wp-json/wc-shipment-tracking/v3"
@@ -76,6 +83,8 @@ class WooCommerceData:
         self.variations: dict[int, dict[str, Any]] = {}
         self.orders: dict[int, dict[str, Any]] = {}
         self.notes: dict[int, list[dict[str, Any]]] = {}
+        self.observers: list[Callable[[str, dict[str, Any]], None]] = []
+        """Called with (resource, record) after a merchant's change (webhooks listen)."""
         self._rng = random.Random(seed)
         self._next_id = 100
         past = self.now() - timedelta(days=20)
@@ -247,7 +256,9 @@ class WooCommerceData:
             product = self.products[product_id]
             product.update(changes)
             self.touch(product)
-            return product
+            snapshot = dict(product)
+        self._announce("product", snapshot)
+        return product
 
     def update_variation(self, variation_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a variation; saving a variation re-saves its parent too (both move)."""
@@ -255,8 +266,11 @@ class WooCommerceData:
             variation = self.variations[variation_id]
             variation.update(changes)
             self.touch(variation)
-            self.touch(self.products[variation["parent_id"]])
-            return variation
+            parent = self.products[variation["parent_id"]]
+            self.touch(parent)
+            snapshot = dict(parent)
+        self._announce("product", snapshot)
+        return variation
 
     def update_order(self, order_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         """Change an order."""
@@ -264,7 +278,13 @@ class WooCommerceData:
             order = self.orders[order_id]
             order.update(changes)
             self.touch(order)
-            return order
+            snapshot = dict(order)
+        self._announce("order", snapshot)
+        return order
+
+    def _announce(self, resource: str, record: dict[str, Any]) -> None:
+        for observer in self.observers:
+            observer(resource, record)
 
     def stock_of(self, sku: str) -> int | None:
         """Stock of the product or variation with this SKU."""
@@ -292,6 +312,35 @@ class WooCommerceData:
             for r in (*self.products.values(), *self.variations.values())
             if r.get("manage_stock") and r.get("sku")
         )
+
+
+WEBHOOK_DISABLE_AFTER = 5
+"""WooCommerce disables a webhook after this many failed deliveries in a row."""
+
+
+def woo_delivery(
+    source: str, webhook_id: int, delivery_id: int, topic: str, payload: dict[str, Any], secret: str
+) -> Delivery:
+    """A delivery as WooCommerce sends it: the resource's JSON, signed with
+    ``X-WC-Webhook-Signature`` = base64(HMAC-SHA256(secret, body)), and the source, topic,
+    resource, event, webhook id and delivery id headers. WooCommerce stamps no send time."""
+    body = orjson.dumps(payload)
+    signature = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
+    resource, _, event = topic.partition(".")
+    return Delivery(
+        topic,
+        body,
+        {
+            "Content-Type": "application/json",
+            "X-WC-Webhook-Source": source,
+            "X-WC-Webhook-Topic": topic,
+            "X-WC-Webhook-Resource": resource,
+            "X-WC-Webhook-Event": event,
+            "X-WC-Webhook-Signature": signature.decode(),
+            "X-WC-Webhook-ID": str(webhook_id),
+            "X-WC-Webhook-Delivery-ID": str(delivery_id),
+        },
+    )
 
 
 class WooCommerceSandbox(Sandbox):
@@ -324,6 +373,30 @@ class WooCommerceSandbox(Sandbox):
         self.data = data or WooCommerceData(**data_options)
         self._nonces: dict[str, float] = {}
         self._served = 0
+        self.webhooks_by_id: dict[int, dict[str, Any]] = {}
+        """Webhooks created through ``POST /webhooks`` (their secrets kept out of answers)."""
+        self._deliveries = 0
+        self.webhooks = WebhookSender(
+            self._build_delivery,
+            lambda resource, record: (f"{resource}.updated", record),
+            attempts=1,
+            disable_after=WEBHOOK_DISABLE_AFTER,
+        )
+        self.data.observers.append(self.webhooks.changed)
+
+    def _build_delivery(
+        self, topic: str, payload: dict[str, Any], secret: str, sent_at: datetime | None
+    ) -> Delivery:
+        self._deliveries += 1
+        hook = next((h for h in self.webhooks_by_id.values() if h["topic"] == topic), {"id": 0})
+        return woo_delivery(
+            f"{self.url}/", int(hook["id"]), self._deliveries, topic, payload, secret
+        )
+
+    def stop(self) -> None:
+        """Stop serving and delivering webhooks."""
+        self.webhooks.close()
+        super().stop()
 
     def credentials(self) -> dict[str, str]:
         """The key pair this store accepts."""
@@ -558,9 +631,55 @@ class WooCommerceSandbox(Sandbox):
                 if self.faults.take_drop("create_note"):
                     return DROP
                 return json_reply(201, note)
+            case "POST", ["webhooks"]:
+                entry.update(op="create_webhook", write=True)
+                return self._create_webhook(payload)
+            case "GET", ["webhooks"]:
+                entry["op"] = "list_webhooks"
+                return json_reply(200, [self._public(h) for h in self.webhooks_by_id.values()])
+            case "DELETE", ["webhooks", webhook_id]:
+                entry.update(op="delete_webhook", write=True)
+                hook = self.webhooks_by_id.pop(int(webhook_id), None)
+                if hook is None:
+                    return _error(404, "woocommerce_rest_webhook_invalid_id", "Invalid ID.")
+                hook["subscription"].disabled = True
+                return json_reply(200, self._public(hook))
         return _error(
             404, "rest_no_route", "No route was found matching the URL and request method."
         )
+
+    def _create_webhook(self, payload: dict[str, Any]) -> Reply:
+        """``POST /webhooks``: ``topic`` (``product.updated``, ``order.updated`` …),
+        ``delivery_url``, ``secret``; deliveries start at once (status ``active``)."""
+        topic, url = str(payload.get("topic", "")), str(payload.get("delivery_url", ""))
+        if topic.partition(".")[0] not in ("product", "order") or not url:
+            return _error(400, "rest_invalid_param", "Invalid parameter(s): topic, delivery_url")
+        hook_id = self.data.new_id()
+        secret = str(payload.get("secret") or secrets.token_hex(16))
+        self.webhooks.subscribe(url, secret, topics={topic})
+        now = wc_time(self.data.now())
+        hook = {
+            "id": hook_id,
+            "name": str(payload.get("name") or f"Webhook {hook_id}"),
+            "status": "active",
+            "topic": topic,
+            "resource": topic.partition(".")[0],
+            "event": topic.partition(".")[2],
+            "hooks": [],
+            "delivery_url": url,
+            "date_created_gmt": now,
+            "date_modified_gmt": now,
+            "subscription": self.webhooks.subscriptions[-1],
+        }
+        self.webhooks_by_id[hook_id] = hook
+        return json_reply(201, self._public(hook))
+
+    @staticmethod
+    def _public(hook: dict[str, Any]) -> dict[str, Any]:
+        shown = {k: v for k, v in hook.items() if k != "subscription"}
+        if hook["subscription"].disabled:
+            shown["status"] = "disabled"
+        return shown
 
     def _list(
         self, rows: list[dict[str, Any]], query: dict[str, str], route: str, entry: dict[str, Any]

@@ -52,7 +52,7 @@ from partnersync.sandbox.shopify.data import ShopifyData, gid_number
 from partnersync.sandbox.shopify.mutations import ShopifyMutations, fulfillment_orders
 from partnersync.sandbox.shopify.oauth import ShopifyOAuthServer
 from partnersync.sandbox.shopify.search import build_filter
-from partnersync.sandbox.shopify.webhooks import WebhookSender
+from partnersync.sandbox.shopify.webhooks import shop_sender
 
 API_VERSION = "2026-10"
 SCHEMA_FILE = "admin_2026-10.json.gz"
@@ -379,7 +379,7 @@ class ShopifySandbox(Sandbox):
         self.data = data or ShopifyData(**data_options)
         self.mutations = ShopifyMutations(self.data)
         self.oauth = ShopifyOAuthServer(shop_domain="sandbox-shop.myshopify.com")
-        self.webhooks = WebhookSender("sandbox-shop.myshopify.com")
+        self.webhooks = shop_sender("sandbox-shop.myshopify.com")
         self.data.observers.append(self.webhooks.changed)
         self._rendered: OrderedDict[tuple[str, bytes, int], tuple[bytes, int, int]] = OrderedDict()
 
