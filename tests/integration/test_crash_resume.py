@@ -121,3 +121,91 @@ def test_a_killed_woocommerce_pull_resumes_with_every_record_exactly_once(
         ids = sorted(r.external_id for r in hub.store.records.of("woo", "orders"))
         assert ids == sorted(str(i) for i in store.data.orders)
         hub.close()
+
+
+def test_an_inventory_walk_killed_again_and_again_goes_on_from_its_last_page(
+    tmp_path: Path, shop: ShopifySandbox
+) -> None:
+    """Inventory cannot be sorted by update time, so its cursor moves only when a walk ends;
+    each killed run leaves its page token, and the next one goes on from there (issue 7: 14
+    killed pulls in a row used to re-read all 2,577 levels)."""
+    keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    project = tmp_path / "project"
+    init_project(project)
+    url = f"sqlite:///{project / 'hub.db'}"
+    service = make_service(project, Vault.parse(keys), database_url=url)
+    wire_shop(service, shop, page_size=PAGE_SIZE)
+    service.close()
+    items = len(shop.data.tables["inventory_items"])
+    levels = len(shop.data.tables["inventory_levels"])
+    pages = -(-items // PAGE_SIZE)
+    assert pages >= 6, "the sandbox shop has enough items for several kills"
+
+    def item_pages() -> int:
+        return len([e for e in shop.log.entries if e.get("op") == "InventoryItems"])
+
+    killed_runs = 0
+    committed = 0
+    while committed + 2 < pages:  # each run commits two pages, then dies
+        shop.log.clear()
+        killed = run_cli(
+            project, keys, "sync", "pull", "shop", "inventory", failpoints="after_page_commit:2"
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert item_pages() == 2  # a resumed run asks for no page it already has
+        killed_runs += 1
+        committed += 2
+    shop.log.clear()
+    finished = run_cli(project, keys, "sync", "pull", "shop", "inventory")
+    assert finished.returncode == 0, finished.stderr
+    assert "from the page it stopped at" in finished.stderr
+    assert item_pages() == pages - committed  # m − k pages, not m
+
+    hub = make_service(project, Vault.parse(keys), database_url=url)
+    with hub.store.engine.connect() as connection:
+        keys_seen = connection.execute(
+            text("select canonical_key from records where entity = 'inventory'")
+        ).all()
+        first_walk = connection.execute(
+            text("select walk_started_at from runs where entity = 'inventory' order by id limit 1")
+        ).scalar()
+    assert len(keys_seen) == levels
+    assert len({row[0] for row in keys_seen}) == levels
+    # The cursor is where the first, killed run began: changes since then are read next time.
+    assert hub.store.cursors.get("shop", "inventory") == first_walk
+    assert killed_runs >= 2
+    hub.close()
+
+
+def test_a_walk_interrupted_by_a_crash_mid_page_resumes_from_the_last_committed_page(
+    tmp_path: Path, shop: ShopifySandbox
+) -> None:
+    """SIGKILL after page k of m is fetched but before it commits: the rerun asks for at most
+    m − k + 1 pages."""
+    keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    project = tmp_path / "project"
+    init_project(project)
+    url = f"sqlite:///{project / 'hub.db'}"
+    service = make_service(project, Vault.parse(keys), database_url=url)
+    wire_shop(service, shop, page_size=PAGE_SIZE)
+    service.close()
+    pages = -(-len(shop.data.tables["inventory_items"]) // PAGE_SIZE)
+    killed_at = 4
+    killed = run_cli(
+        project,
+        keys,
+        "sync",
+        "pull",
+        "shop",
+        "inventory",
+        failpoints=f"before_page_commit:{killed_at}",
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    shop.log.clear()
+    resumed = run_cli(project, keys, "sync", "pull", "shop", "inventory")
+    assert resumed.returncode == 0, resumed.stderr
+    requested = len([e for e in shop.log.entries if e.get("op") == "InventoryItems"])
+    assert requested <= pages - killed_at + 1
+    hub = make_service(project, Vault.parse(keys), database_url=url)
+    assert hub.store.records.count("inventory") == len(shop.data.tables["inventory_levels"])
+    hub.close()

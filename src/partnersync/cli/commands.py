@@ -520,9 +520,13 @@ def run_pull(
     state.committed = None
     if summary.resumed_from and show_progress:
         previous, how = summary.resumed_from
+        where = (
+            "the page it stopped at"
+            if summary.resumed_walk
+            else summary.cursor_before or "the start"
+        )
         errors.print(
-            f"resumed after run {previous} ({how}) from "
-            f"{summary.cursor_before or 'the start'}: its committed pages were kept",
+            f"resumed after run {previous} ({how}) from {where}: its committed pages were kept",
             highlight=False,
         )
     return summary

@@ -91,7 +91,7 @@ class EntityCapability:
     after each page; otherwise it advances once, at the end of the run, to the run's start
     minus the overlap (DESIGN §4); ``page_limit``: the most records one page may ask for;
     ``window``: the longest time span one query may cover (walked window by window, each a
-    checkpoint). How it is written: ``writer``, if it can be.
+    checkpoint); ``resumable``: see below. How it is written: ``writer``, if it can be.
     """
 
     entity: str
@@ -102,6 +102,10 @@ class EntityCapability:
     page_limit: int | None = None
     window: timedelta | None = None
     writer: Writer | None = None
+    resumable: bool = False
+    """For a stream not sorted by the cursor: pages carry a ``resume_token`` and
+    :meth:`Connector.pull` can continue a walk from one (a large shop's inventory is not
+    re-read from the start after every interruption)."""
 
     @property
     def push(self) -> frozenset[str]:
@@ -138,6 +142,10 @@ class Page:
     records: list[dict[str, Any]]
     number: int
     requests: int
+    resume_token: str | None = None
+    """Where the walk goes on after this page (None: it ended here), for entities declared
+    ``resumable``: the engine stores it with the page, and a run after an interrupted one
+    continues from it instead of starting over."""
 
 
 @dataclass(frozen=True)
@@ -324,17 +332,31 @@ class Connector(ABC):
         """Prove the credentials work with one cheap call; returns a human description."""
         raise CapabilityError(f"{self.platform} connector has no check")
 
-    def pull(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
-        """Pages of ``entity`` records changed at or after ``since`` (all when ``None``).
+    def pull(
+        self, entity: str, *, since: datetime | None = None, resume: str | None = None
+    ) -> AsyncIterator[Page]:
+        """Pages of ``entity`` records changed at or after ``since`` (all when ``None``); with
+        ``resume``, the rest of an earlier walk with the same ``since``, from the page token it
+        left (``resumable`` entities only).
 
         An entity the connector does not declare is refused here, before any I/O.
         """
-        self.capabilities.require_pull(entity)
-        return self.stream(entity, since=since)
+        capability = self.capabilities.require_pull(entity)
+        if resume is None:
+            return self.stream(entity, since=since)
+        if not capability.resumable:
+            raise CapabilityError(f"{self.platform} cannot resume a walk of {entity}")
+        return self.stream_from(entity, resume, since=since)
 
     @abstractmethod
     def stream(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
         """Yield pages of a declared entity's records (an async generator)."""
+
+    def stream_from(
+        self, entity: str, resume: str, *, since: datetime | None = None
+    ) -> AsyncIterator[Page]:
+        """The rest of a walk from a page's ``resume_token`` (``resumable`` entities)."""
+        raise CapabilityError(f"{self.platform} cannot resume a walk of {entity}")
 
     # -- writes: each is optional; a connector declares what it supports in its capabilities
     def _cannot(self, what: str) -> CapabilityError:

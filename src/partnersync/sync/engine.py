@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from partnersync.connectors.base import Connector, Page
+from partnersync.connectors.base import Connector, EntityCapability, Page
 from partnersync.errors import MappingError, PartnersyncError
 from partnersync.failpoints import failpoint
 from partnersync.logs import CURRENT_RUN
@@ -45,6 +45,9 @@ from partnersync.sync.store.leases import scope_of
 
 DEFAULT_OVERLAP = timedelta(seconds=120)
 UNFINISHED = frozenset({"interrupted", "abandoned", "failed"})
+RESUME_WITHIN = timedelta(hours=24)
+"""An unsorted walk interrupted less than this long ago goes on from its last page; an older
+one starts over (its changes since would be re-read anyway, from its old start)."""
 """Statuses of a run that stopped before reading everything."""
 log = logging.getLogger("partnersync.sync")
 
@@ -87,6 +90,37 @@ class RunSummary:
     resumed_from: tuple[int, str] | None = None
     """(run id, status) of the run before this one when it did not finish: this run goes on
     from its last committed page."""
+    resumed_walk: bool = False
+    """The run went on with an unsorted walk from the page token the earlier run left."""
+
+
+def _walk_to_resume(
+    previous: dict[str, Any] | None,
+    capability: EntityCapability,
+    options: PullOptions,
+    since: datetime | None,
+    now: datetime,
+) -> tuple[str, datetime | None, datetime] | None:
+    """The unsorted walk an unfinished previous run left to go on with — its page token, its
+    ``since`` and when it began — if it covers what this run would read (from the same or an
+    earlier time) and began less than :data:`RESUME_WITHIN` ago."""
+    if (
+        previous is None
+        or previous["status"] not in UNFINISHED
+        or not capability.resumable
+        or capability.sorted_by_cursor
+        or not previous.get("resume_token")
+        or not previous.get("walk_started_at")
+        or options.since is not None
+    ):
+        return None
+    walk_started = datetime.fromisoformat(previous["walk_started_at"])
+    if now - walk_started > RESUME_WITHIN:
+        return None
+    walk_since = parse_cursor(previous.get("walk_since"))
+    if walk_since is not None and (since is None or walk_since > since):
+        return None  # the old walk started later than this run must read from
+    return previous["resume_token"], walk_since, walk_started
 
 
 def parse_cursor(value: str | None) -> datetime | None:
@@ -148,15 +182,26 @@ class PullEngine(RunEngine):
         else:
             since = stored - options.overlap
         run_started = self.clock.now()
+        walk = _walk_to_resume(previous, capability, options, since, run_started)
+        resume_token: str | None = None
+        if walk is not None:
+            resume_token, since, walk_started = walk
+        else:
+            walk_started = run_started
+        unsorted_walk = not capability.sorted_by_cursor and capability.resumable
         run_id = await blocking(
-            self.store.runs.start,
-            account=account,
-            entity=entity,
-            direction="pull",
-            mode="full" if since is None else "incremental",
-            since=since.isoformat() if since else None,
-            cursor_before=cursor_before,
-            lease=held.lease,
+            lambda: self.store.runs.start(
+                account=account,
+                entity=entity,
+                direction="pull",
+                mode="full" if since is None else "incremental",
+                since=since.isoformat() if since else None,
+                cursor_before=cursor_before,
+                lease=held.lease,
+                walk_started_at=walk_started.isoformat() if unsorted_walk else None,
+                walk_since=since.isoformat() if unsorted_walk and since else None,
+                resume_token=resume_token,
+            )
         )
         held.run_id = run_id
         CURRENT_RUN.set(run_id)
@@ -167,7 +212,11 @@ class PullEngine(RunEngine):
                 account,
                 entity,
                 *resumed_from,
-                f"cursor {cursor_before}" if cursor_before else "the start",
+                "its last committed page"
+                if resume_token
+                else f"cursor {cursor_before}"
+                if cursor_before
+                else "the start",
             )
         progress = PullProgress()
         high_water = stored
@@ -176,7 +225,7 @@ class PullEngine(RunEngine):
         requests_before = connector.requests_sent
         stopped = True
         try:
-            async for page in connector.pull(entity, since=since):
+            async for page in connector.pull(entity, since=since, resume=resume_token):
                 failpoint("after_http")
                 if mapper is None:
                     await connector.prepare()
@@ -206,6 +255,8 @@ class PullEngine(RunEngine):
                     dead_letters=letters,
                     out_of_window=out_of_window,
                     cursor=page_cursor,
+                    resume_token=page.resume_token,
+                    resumable=unsorted_walk,
                 )
                 failpoint("after_page_commit")
                 if page_cursor is not None:
@@ -228,7 +279,9 @@ class PullEngine(RunEngine):
                 await blocking(self.store.runs.add_requests, run_id, leftover)
                 progress.requests += leftover
             if not capability.sorted_by_cursor and not stopped:
-                cursor_after = run_started.isoformat()
+                # The walk's start, not this run's: a resumed walk began in an earlier run,
+                # and what changed since then must be read by the next one.
+                cursor_after = walk_started.isoformat()
                 await blocking(self.store.cursors.put, account, entity, cursor_after, run_id)
         except PartnersyncError as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -244,6 +297,7 @@ class PullEngine(RunEngine):
                 progress,
                 error,
                 resumed_from,
+                resume_token is not None,
             )
         except Exception as exc:
             # A bug, not a platform or data problem: record the run as failed, then let it surface.
@@ -278,6 +332,7 @@ class PullEngine(RunEngine):
                 progress,
                 f"stopped ({self.stop.reason}); run again to resume",
                 resumed_from,
+                resume_token is not None,
             )
         status = "partial" if progress.dead_lettered else "succeeded"
         await blocking(self.store.runs.finish, run_id, status=status, cursor_after=cursor_after)
@@ -291,6 +346,7 @@ class PullEngine(RunEngine):
             cursor_after,
             progress,
             resumed_from=resumed_from,
+            resumed_walk=resume_token is not None,
         )
 
     async def _failed(self, run_id: int, cursor_after: str | None, error: str) -> None:

@@ -111,6 +111,12 @@ class RunRow(SQLModel, table=True):
     epoch: int | None = None
     holder: str | None = None
     heartbeat_at: str | None = None
+    resume_token: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """For a walk not sorted by the cursor: where it goes on after the last committed page."""
+    walk_started_at: str | None = None
+    """When the walk this run belongs to began (an earlier run's start when it resumed one):
+    the cursor the walk leaves when it completes."""
+    walk_since: str | None = None
 
 
 class LeaseRow(SQLModel, table=True):

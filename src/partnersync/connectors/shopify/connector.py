@@ -117,6 +117,9 @@ class ShopifyConnector(Connector):
         EntityCapability(
             "inventory",
             sorted_by_cursor=False,
+            # inventoryItems is walked in id order: a page's endCursor stays a valid place to
+            # go on from, so an interrupted walk resumes there.
+            resumable=True,
             page_limit=MAX_PAGE_SIZE,
             # inventorySetQuantities: 250 quantities (the input-array limit), @idempotent(key:),
             # changeFromQuantity; all or none.
@@ -289,10 +292,23 @@ class ShopifyConnector(Connector):
 
     async def stream(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
         """Pages of products, inventory levels or orders updated at or after ``since``."""
+        async for page in self._stream(entity, since, None):
+            yield page
+
+    async def stream_from(
+        self, entity: str, resume: str, *, since: datetime | None = None
+    ) -> AsyncIterator[Page]:
+        """The rest of an inventory walk, after the page whose ``endCursor`` is ``resume``."""
+        async for page in self._stream(entity, since, resume):
+            yield page
+
+    async def _stream(
+        self, entity: str, since: datetime | None, after: str | None
+    ) -> AsyncIterator[Page]:
         await self.prepare()
         stream = STREAMS[entity]
         async for page in self._walk(
-            stream, {stream.nested_variable: self.nested_first[entity]}, since
+            stream, {stream.nested_variable: self.nested_first[entity]}, since, after
         ):
             if entity == "inventory":
                 page.records = _flatten_levels(page.records)
@@ -445,11 +461,17 @@ class ShopifyConnector(Connector):
         return min(size, self.page_size_cap)
 
     async def _walk(
-        self, stream: ShopifyStream, extra: dict[str, Any], since: datetime | None
+        self,
+        stream: ShopifyStream,
+        extra: dict[str, Any],
+        since: datetime | None,
+        after: str | None = None,
     ) -> AsyncIterator[Page]:
         document, root = stream.document, stream.root
         variables: dict[str, Any] = {"query": updated_since_query(since), **extra}
         variables["first"] = self.page_size(document, variables)
+        if after is not None:
+            variables["after"] = after
         request = RequestSpec(
             "POST", self.endpoint, json={"query": document, "variables": variables}
         )
@@ -467,7 +489,13 @@ class ShopifyConnector(Connector):
                 await self._complete_nested(node, stream.nested_field, stream.nested_document)
             number += 1
             spent, before = self.requests_sent - before, self.requests_sent
-            yield Page(records=nodes, number=number, requests=spent)
+            info = connection.get("pageInfo") or {}
+            yield Page(
+                records=nodes,
+                number=number,
+                requests=spent,
+                resume_token=info.get("endCursor") if info.get("hasNextPage") else None,
+            )
 
     async def _complete_nested(self, node: dict[str, Any], field: str, document: str) -> None:
         """Page the rest of a nested connection that did not fit the first batch."""

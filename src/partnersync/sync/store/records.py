@@ -41,8 +41,11 @@ class RecordRepository(Repository):
         dead_letters: Sequence[DeadLetter],
         out_of_window: int,
         cursor: str | None,
+        resume_token: str | None = None,
+        resumable: bool = False,
     ) -> PageOutcome:
-        """Upsert a page, its dead letters, the run's counts and the cursor, atomically."""
+        """Upsert a page, its dead letters, the run's counts and the cursor — and, for a
+        ``resumable`` walk, where it goes on after this page — atomically."""
         now = utcnow_iso()
         with self.uow.transaction() as connection:
             binder = Binder(connection, now)
@@ -123,6 +126,7 @@ class RecordRepository(Repository):
                     unchanged=_runs.c.unchanged + unchanged,
                     dead_lettered=_runs.c.dead_lettered + len(dead_letters),
                     out_of_window=_runs.c.out_of_window + out_of_window,
+                    **({"resume_token": resume_token} if resumable else {}),
                 )
             )
             if cursor is not None:

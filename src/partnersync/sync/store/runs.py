@@ -32,8 +32,13 @@ class RunRepository(Repository):
         since: str | None,
         cursor_before: str | None,
         lease: Lease | None = None,
+        walk_started_at: str | None = None,
+        walk_since: str | None = None,
+        resume_token: str | None = None,
     ) -> int:
-        """Record a run as ``running`` (under ``lease``, whose epoch it keeps); returns its id."""
+        """Record a run as ``running`` (under ``lease``, whose epoch it keeps); returns its id.
+        An unsorted walk records when it began and its ``since`` (an earlier run's, when this
+        run continues its walk from ``resume_token``)."""
         now = utcnow_iso()
         with self.uow.transaction(unfenced=True) as connection:
             result = connection.execute(
@@ -51,6 +56,9 @@ class RunRepository(Repository):
                         "epoch": lease.epoch if lease else None,
                         "holder": lease.holder if lease else None,
                         "heartbeat_at": now,
+                        "walk_started_at": walk_started_at,
+                        "walk_since": walk_since,
+                        "resume_token": resume_token,
                     }
                 ],
             )
