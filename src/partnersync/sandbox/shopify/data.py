@@ -72,6 +72,8 @@ class ShopifyData:
             self.tables["locations"][location_id] = {
                 "id": location_id,
                 "name": ["Main warehouse", "Flagship store", "Outlet", "Pop-up"][number % 4],
+                "isActive": True,
+                "createdAt": iso(base),
                 "updatedAt": iso(base),
             }
         for index in range(products):

@@ -74,6 +74,44 @@ def load_schema() -> GraphQLSchema:
     return schema
 
 
+@lru_cache(maxsize=64)
+def search_fields(type_name: str, field_name: str) -> frozenset[str]:
+    """The search fields ``type_name.field_name(query:)`` documents, read from the table in
+    the argument's description in Shopify's schema (``| name | type | …``)."""
+    source = resources.files(__package__).joinpath(SCHEMA_FILE)
+    with source.open("rb") as handle, gzip.open(handle) as unpacked:
+        types = json.load(unpacked)["data"]["__schema"]["types"]
+    owner = next((t for t in types if t["name"] == type_name), None)
+    field = next((f for f in (owner or {}).get("fields") or [] if f["name"] == field_name), None)
+    argument = next((a for a in (field or {}).get("args") or [] if a["name"] == "query"), None)
+    names = set()
+    for line in ((argument or {}).get("description") or "").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        header = len(cells) > 1 and cells[1] in ("type", "----")
+        if line.startswith("|") and cells[0] and not header:
+            names.add(cells[0])
+    return frozenset(names)
+
+
+SEARCH_KEYS = {
+    "active": "isActive",
+    "location_id": "_location",
+    "inventory_item_id": "_item",
+    "product_type": "productType",
+}
+"""Search fields whose record key is not the field's camelCase name."""
+
+
+def _path(info: Any) -> list[str]:
+    """The response path of the field being resolved (list indexes left out)."""
+    return [str(part) for part in info.path.as_list() if isinstance(part, str)]
+
+
+def _record_key(field: str) -> str:
+    head, *rest = field.split("_")
+    return SEARCH_KEYS.get(field, head + "".join(part.title() for part in rest))
+
+
 @lru_cache(maxsize=512)
 def validate_document(document: str) -> tuple[DocumentNode | None, tuple[str, ...]]:
     """Parse and validate once per distinct document; returns (ast, error messages)."""
@@ -152,17 +190,31 @@ def _public(record: dict[str, Any], typename: str) -> dict[str, Any]:
 class _Resolvers:
     """Turns stored records into resolvable views for one request."""
 
-    def __init__(self, data: ShopifyData, warnings: list[str], mutations: ShopifyMutations) -> None:
+    def __init__(
+        self, data: ShopifyData, warnings: list[dict[str, Any]], mutations: ShopifyMutations
+    ) -> None:
         self.data = data
         self.tables = data.tables
         self.warnings = warnings
         self.mutations = mutations
         mutations.view_product = lambda record: self.product(record)
 
-    def _filtered(self, table: str, query: str | None, supported: set[str]) -> list[dict[str, Any]]:
-        matches, warnings = build_filter(query, supported, gid_number)
-        self.warnings.extend(warnings)
-        return [record for record in self.tables[table].values() if matches(record)]
+    def _filtered(
+        self,
+        records: list[dict[str, Any]],
+        query: str | None,
+        owner: str,
+        field: str,
+        path: list[str],
+    ) -> list[dict[str, Any]]:
+        """``records`` matching the search ``query`` of ``owner.field`` (its documented search
+        fields); ignored terms become search warnings for ``path``."""
+        supported = search_fields(owner, field)
+        keys = {name: _record_key(name) for name in supported}
+        matches, warnings = build_filter(query, set(supported), gid_number, keys)
+        if warnings:
+            self.warnings.append({"path": path, "query": query, "warnings": warnings})
+        return [record for record in records if matches(record)]
 
     @staticmethod
     def _sort_key(args: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -207,7 +259,15 @@ class _Resolvers:
     def inventory_item(self, record: dict[str, Any]) -> dict[str, Any]:
         view = _public(record, "InventoryItem")
         view["inventoryLevels"] = lambda info, **a: connection(
-            [self.tables["inventory_levels"][lv] for lv in record["_levels"]], a, self.level
+            self._filtered(
+                [self.tables["inventory_levels"][lv] for lv in record["_levels"]],
+                a.get("query"),
+                "InventoryItem",
+                "inventoryLevels",
+                _path(info),
+            ),
+            a,
+            self.level,
         )
         return view
 
@@ -252,36 +312,33 @@ class _Resolvers:
         return {
             "shop": {"name": self.data.shop_name, "currencyCode": self.data.currency},
             "products": lambda info, **a: connection(
-                self._filtered(
-                    "products",
-                    a.get("query"),
-                    {"updated_at", "created_at", "id", "status", "vendor"},
-                ),
-                a,
-                self.product,
-                self._sort_key(a),
+                self._root_filtered("products", info, a), a, self.product, self._sort_key(a)
             ),
             "orders": lambda info, **a: connection(
-                self._filtered("orders", a.get("query"), {"updated_at", "created_at", "id"}),
-                a,
-                self.order,
-                self._sort_key(a),
+                self._root_filtered("orders", info, a), a, self.order, self._sort_key(a)
             ),
             "inventoryItems": lambda info, **a: connection(
-                self._filtered(
-                    "inventory_items", a.get("query"), {"updated_at", "created_at", "id", "sku"}
-                ),
-                a,
-                self.inventory_item,
+                self._root_filtered("inventory_items", info, a), a, self.inventory_item
             ),
             "locations": lambda info, **a: connection(
-                list(self.tables["locations"].values()), a, self.location
+                self._root_filtered("locations", info, a), a, self.location
             ),
             "node": lambda info, id: self.node(id),
             "order": lambda info, id: self.node(id),
             "productByIdentifier": lambda info, identifier: self.product_by_identifier(identifier),
             **self.mutations.root(),
         }
+
+    def _root_filtered(
+        self, table: str, info: Any, args: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        return self._filtered(
+            list(self.tables[table].values()),
+            args.get("query"),
+            "QueryRoot",
+            info.field_name,
+            _path(info),
+        )
 
     def product_by_identifier(self, identifier: dict[str, Any]) -> dict[str, Any] | None:
         products = self.tables["products"]
@@ -472,11 +529,11 @@ class ShopifySandbox(Sandbox):
             return DROP
         self.log.append(entry)
         cost = orjson.dumps(self._cost(requested, actual, available))
-        # The cached body ends with '}' closing the response object: splice extensions in.
+        # The cached body stops inside the extensions object: the cost closes it.
         return (
             200,
             {"Content-Type": "application/json", "X-Shopify-API-Version": API_VERSION},
-            body[:-1] + b',"extensions":{"cost":' + cost + b"}}",
+            body + b'"cost":' + cost + b"}}",
         )
 
     def _cost(self, requested: int, actual: int | None, available: float) -> dict[str, Any]:
@@ -503,7 +560,7 @@ class ShopifySandbox(Sandbox):
         if cached is not None:
             self._rendered.move_to_end(key)
             return cached
-        warnings: list[str] = []
+        warnings: list[dict[str, Any]] = []
         with self.data.lock:
             result = execute_sync(
                 load_schema(),
@@ -516,7 +573,14 @@ class ShopifySandbox(Sandbox):
             response["errors"] = [error.formatted for error in result.errors]
         actual = actual_cost(op_node.selection_set, result.data, CostRules(ast, variables))
         records = _count_nodes(result.data)
-        rendered = (orjson.dumps(response), actual, records)
+        # The body ends where extensions go: the cost is spliced in per answer, the search
+        # warnings (the same for the same query) are part of what is cached.
+        body = orjson.dumps(response)[:-1]
+        if warnings:
+            body += b',"extensions":{"search":' + orjson.dumps(warnings) + b","
+        else:
+            body += b',"extensions":{'
+        rendered = (body, actual, records)
         if is_write:
             return rendered
         self._rendered[key] = rendered
