@@ -1,12 +1,15 @@
-"""The sandbox shop's search syntax and connection filters, spoken to over HTTP as any GraphQL
-client would (issue 7: a quoted value with a space was split into two terms, and records
-updated since midnight were silently missed; `locations(query:)` and `inventoryLevels(query:)`
-ignored their filters; search warnings were never returned)."""
+"""The sandbox shop's search syntax, connection filters, API versions and request log, spoken to
+over HTTP as any GraphQL client would (issue 7: a quoted value with a space was split into two
+terms, and records updated since midnight were silently missed; `locations(query:)` and
+`inventoryLevels(query:)` ignored their filters; search warnings were never returned; every API
+version was served as 2026-10; the request log had no path, variables or errors)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,8 +17,8 @@ import pytest
 
 from partnersync.sandbox.shopify import ShopifySandbox
 from partnersync.sandbox.shopify.data import gid_number
-from partnersync.sandbox.shopify.server import search_fields
-from tests.conftest import SHOP_TOKEN
+from partnersync.sandbox.shopify.server import search_fields, served_version
+from tests.conftest import SHOP_TOKEN, make_service, new_vault
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +145,81 @@ def test_an_interface_selection_costs_its_dearest_fragment(shop: ShopifySandbox)
     assert cheap["extensions"]["cost"]["requestedQueryCost"] == 1
     requested = both["extensions"]["cost"]["requestedQueryCost"]
     assert requested == product_only["extensions"]["cost"]["requestedQueryCost"] > 1
+
+
+def test_api_versions_are_served_as_shopify_serves_them() -> None:
+    today = date(2026, 11, 22)
+    assert served_version("2026-10", today) == "2026-10"
+    assert served_version("2026-01", today) == "2026-01"  # supported for twelve months
+    assert served_version("2025-10", today) == "2026-01"  # retired: falls forward
+    assert served_version("2025-07", today) == "2026-01"
+    assert served_version("2027-01", today) == "2027-01"  # the release candidate
+    assert served_version("unstable", today) == "unstable"
+    assert served_version("2027-04", today) is None  # not released
+    assert served_version("2026-05", today) is None  # not a quarter
+
+
+def test_every_answer_names_its_version_and_request_and_the_log_says_what_happened(
+    shop: ShopifySandbox,
+) -> None:
+    shop.log.clear()
+    old = httpx.post(
+        f"{shop.url}/admin/api/2024-01/graphql.json",
+        json={"query": "query Shop { shop { name } }"},
+        headers={"X-Shopify-Access-Token": SHOP_TOKEN},
+    )
+    assert old.status_code == 200
+    assert old.headers["X-Shopify-API-Version"] == served_version("2024-01", date.today())
+    assert old.headers["X-Request-Id"]
+    future = httpx.post(
+        f"{shop.url}/admin/api/2031-01/graphql.json",
+        json={"query": "{ shop { name } }"},
+        headers={"X-Shopify-Access-Token": SHOP_TOKEN},
+    )
+    assert future.status_code == 404
+    broken = ask_raw(shop, "query Broken { shop { noSuchField } }")
+    assert broken["errors"]
+    asked = ask(shop, ORDER_IDS, q="id:1")
+    assert "orders" in asked["data"]
+
+    first, third, fourth = shop.log.entries  # the 404 never reached the API
+    assert first["path"] == "/admin/api/2024-01/graphql.json"
+    assert first["request_id"] == old.headers["X-Request-Id"]
+    assert first["version"] == old.headers["X-Shopify-API-Version"]
+    assert first["op"] == "Shop"
+    assert first["requested"] >= 1
+    assert "actual" in first
+    assert "noSuchField" in third["errors"][0]
+    assert fourth["variables"] == {"q": "id:1"}
+    assert fourth["status"] == 200
+
+
+def ask_raw(shop: ShopifySandbox, document: str) -> dict[str, Any]:
+    answer = httpx.post(
+        f"{shop.url}/admin/api/2026-10/graphql.json",
+        json={"query": document},
+        headers={"X-Shopify-Access-Token": SHOP_TOKEN},
+    )
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+@pytest.mark.anyio
+async def test_the_connector_says_when_shopify_answers_another_version(
+    shop: ShopifySandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = make_service(tmp_path / "project", new_vault())
+    service.add_account(
+        name="old",
+        platform="shopify",
+        base_url=shop.url,
+        secrets={"access_token": SHOP_TOKEN},
+        api_version="2024-01",
+        allow_loopback=True,
+    )
+    with caplog.at_level(logging.WARNING, logger="partnersync.shopify"):
+        await service.test_account("old")
+    warned = [r.getMessage() for r in caplog.records if "answered with" in r.getMessage()]
+    assert len(warned) == 1
+    assert "2024-01" in warned[0]
+    service.close()

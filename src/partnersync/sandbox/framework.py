@@ -121,11 +121,23 @@ class RequestLog:
         self.entries: list[dict[str, Any]] = []
         self.path = path
         self._lock = threading.Lock()
+        self._context = threading.local()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
+    def annotate(self, **fields: Any) -> None:
+        """Fields every entry this thread logs carries until :meth:`clear_context` (the
+        request's path, id, API version, variables)."""
+        current = getattr(self._context, "fields", {})
+        self._context.fields = {**current, **fields}
+
+    def clear_context(self) -> None:
+        """Forget this thread's fields (the request is answered)."""
+        self._context.fields = {}
+
     def append(self, entry: dict[str, Any]) -> None:
         """Record one request."""
+        entry = {**getattr(self._context, "fields", {}), **entry}
         with self._lock:
             self.entries.append(entry)
             if self.path is not None:

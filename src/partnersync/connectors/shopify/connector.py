@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +58,8 @@ from partnersync.errors import (
 )
 from partnersync.mapping.convert import to_utc
 from partnersync.mapping.model import Shipment
+
+log = logging.getLogger("partnersync.shopify")
 
 DEFAULT_API_VERSION = "2026-10"
 
@@ -152,6 +155,7 @@ class ShopifyConnector(Connector):
         super().__init__(account, auth=auth, transport=transport, clock=clock, budgets=budgets)
         options = account.options
         self.api_version = account.api_version or DEFAULT_API_VERSION
+        self._version_warned = False
         self.max_query_cost = int(options.get("max_query_cost", SINGLE_QUERY_MAX_COST))
         self.page_size_cap = int(options.get("page_size", MAX_PAGE_SIZE))
         self.nested_first = {
@@ -212,6 +216,17 @@ class ShopifyConnector(Connector):
     # -- transport ---------------------------------------------------------------------------
     def _check(self, response: httpx.Response, body: Any) -> None:
         """Read throttle status and GraphQL errors out of a response body."""
+        served = response.headers.get("X-Shopify-API-Version")
+        if served and served != self.api_version and not self._version_warned:
+            # Shopify answers a retired version with the oldest supported one, silently.
+            self._version_warned = True
+            log.warning(
+                "%s: asked for API version %s, Shopify answered with %s (the one asked for is "
+                "no longer supported): set the account's api_version",
+                self.account.name,
+                self.api_version,
+                served,
+            )
         if not isinstance(body, dict):
             if response.status_code < 400:
                 raise BadResponseError(

@@ -24,8 +24,10 @@ import gzip
 import json
 import re
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import date
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -58,6 +60,31 @@ API_VERSION = "2026-10"
 SCHEMA_FILE = "admin_2026-10.json.gz"
 MAX_PAGE = 250
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
+
+
+def served_version(requested: str, today: date) -> str | None:
+    """The API version Shopify answers a request for ``requested`` with on ``today`` (its
+    versioning page): a stable version released in the last 12 months, the release candidate
+    (the quarter after the newest stable one) or ``unstable`` as asked; an older version falls
+    forward to the oldest supported one; a version not released yet, or not a quarter's, is
+    not found (None). The sandbox has one schema (2026-10) for every version it serves."""
+    if requested == "unstable":
+        return requested
+    year, month = (int(part) for part in requested.split("-"))
+    if month not in (1, 4, 7, 10):
+        return None
+    quarters = [(y, m) for y in range(today.year - 2, today.year + 2) for m in (1, 4, 7, 10)]
+    released = [(y, m) for y, m in quarters if date(y, m, 1) <= today]
+    supported = [(y, m) for y, m in released if date(y + 1, m, 1) > today]
+    newest = released[-1]
+    candidate = quarters[quarters.index(newest) + 1]
+    if (year, month) == candidate or (year, month) in supported:
+        return requested
+    if (year, month) < supported[0]:
+        return f"{supported[0][0]}-{supported[0][1]:02d}"
+    return None
+
+
 _PATH = re.compile(r"^/admin/api/(?P<version>[0-9]{4}-[0-9]{2}|unstable)/graphql\.json$")
 
 
@@ -329,9 +356,7 @@ class _Resolvers:
             **self.mutations.root(),
         }
 
-    def _root_filtered(
-        self, table: str, info: Any, args: dict[str, Any]
-    ) -> list[dict[str, Any]]:
+    def _root_filtered(self, table: str, info: Any, args: dict[str, Any]) -> list[dict[str, Any]]:
         return self._filtered(
             list(self.tables[table].values()),
             args.get("query"),
@@ -438,7 +463,9 @@ class ShopifySandbox(Sandbox):
         self.oauth = ShopifyOAuthServer(shop_domain="sandbox-shop.myshopify.com")
         self.webhooks = shop_sender("sandbox-shop.myshopify.com")
         self.data.observers.append(self.webhooks.changed)
-        self._rendered: OrderedDict[tuple[str, bytes, int], tuple[bytes, int, int]] = OrderedDict()
+        self._rendered: OrderedDict[tuple[str, bytes, int], tuple[bytes, int, int, list[str]]] = (
+            OrderedDict()
+        )
 
     def credentials(self) -> dict[str, str]:
         """The access token this sandbox accepts."""
@@ -450,11 +477,24 @@ class ShopifySandbox(Sandbox):
         super().stop()
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
-        """Serve ``POST /admin/api/{version}/graphql.json`` and the OAuth endpoints."""
+        """Serve ``POST /admin/api/{version}/graphql.json`` and the OAuth endpoints; every
+        answer carries an ``X-Request-Id``, every API answer the version that served it."""
+        request_id = str(uuid.uuid4())
+        self.log.annotate(path=path.split("?")[0], request_id=request_id)
+        try:
+            reply = self._handle(method, path, headers, body)
+        finally:
+            self.log.clear_context()
+        if reply is DROP:
+            return reply
+        return reply[0], {**reply[1], "X-Request-Id": request_id}, reply[2]
+
+    def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         if path.startswith("/admin/oauth/"):
             return self.oauth.handle(method, path, headers, body)
         match = _PATH.match(path.split("?")[0])
-        if match is None or method != "POST":
+        version = served_version(match["version"], self.data.now().date()) if match else None
+        if match is None or method != "POST" or version is None:
             return json_reply(404, {"errors": "Not Found"})
         presented = headers.get("x-shopify-access-token")
         if presented != self.token and not self.oauth.accepts(presented):
@@ -469,11 +509,20 @@ class ShopifySandbox(Sandbox):
             variables = payload.get("variables") or {}
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return json_reply(400, {"errors": {"query": "Required parameter missing or invalid"}})
-        return self._graphql(document, variables, payload.get("operationName"))
+        self.log.annotate(version=version, variables=variables)
+        status, reply_headers, answer = self._graphql(
+            document, variables, payload.get("operationName")
+        )
+        if status:
+            reply_headers = {**reply_headers, "X-Shopify-API-Version": version}
+        return status, reply_headers, answer
 
     def _graphql(self, document: str, variables: dict[str, Any], operation: str | None) -> Reply:
         ast, errors = validate_document(document)
         if ast is None or errors:
+            self.log.append(
+                {"t": time.monotonic(), "op": operation, "status": 200, "errors": list(errors)}
+            )
             return json_reply(200, {"errors": [{"message": m} for m in errors]})
         op_node = next(d for d in ast.definitions if isinstance(d, OperationDefinitionNode))
         op_name = operation or (op_node.name.value if op_node.name else None)
@@ -517,7 +566,9 @@ class ShopifySandbox(Sandbox):
                     "extensions": {"cost": self._cost(requested, None, available)},
                 },
             )
-        body, actual, records = self._execute(document, ast, variables, op_node)
+        body, actual, records, execution_errors = self._execute(document, ast, variables, op_node)
+        if execution_errors:
+            entry["errors"] = execution_errors
         available = self.bucket.refund(requested - actual)
         entry.update(status=200, actual=actual, available=available, records=records)
         is_write = op_node.operation is OperationType.MUTATION
@@ -532,7 +583,7 @@ class ShopifySandbox(Sandbox):
         # The cached body stops inside the extensions object: the cost closes it.
         return (
             200,
-            {"Content-Type": "application/json", "X-Shopify-API-Version": API_VERSION},
+            {"Content-Type": "application/json"},
             body + b'"cost":' + cost + b"}}",
         )
 
@@ -553,7 +604,7 @@ class ShopifySandbox(Sandbox):
         ast: DocumentNode,
         variables: dict[str, Any],
         op_node: OperationDefinitionNode,
-    ) -> tuple[bytes, int, int]:
+    ) -> tuple[bytes, int, int, list[str]]:
         key = (document, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS), self.data.version)
         is_write = op_node.operation is OperationType.MUTATION
         cached = None if is_write else self._rendered.get(key)
@@ -580,7 +631,7 @@ class ShopifySandbox(Sandbox):
             body += b',"extensions":{"search":' + orjson.dumps(warnings) + b","
         else:
             body += b',"extensions":{'
-        rendered = (body, actual, records)
+        rendered = (body, actual, records, [str(e.message) for e in result.errors or []])
         if is_write:
             return rendered
         self._rendered[key] = rendered
