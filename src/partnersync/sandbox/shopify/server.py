@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import date
 from functools import lru_cache
 from importlib import resources
@@ -45,10 +46,12 @@ from graphql import (
     SelectionSetNode,
     build_client_schema,
     execute_sync,
+    parse,
     validate,
 )
 
 from partnersync.sandbox.framework import DROP, Reply, Sandbox, json_reply
+from partnersync.sandbox.shopify.bulk import BulkOperations
 from partnersync.sandbox.shopify.cost import MAX_QUERY_POINTS, CostRules, parsed, requested_points
 from partnersync.sandbox.shopify.data import ShopifyData, gid_number
 from partnersync.sandbox.shopify.mutations import ShopifyMutations, fulfillment_orders
@@ -84,6 +87,11 @@ def served_version(requested: str, today: date) -> str | None:
         return f"{supported[0][0]}-{supported[0][1]:02d}"
     return None
 
+
+IN_BULK: ContextVar[bool] = ContextVar("in_bulk", default=False)
+"""True while a bulk operation's query runs (connections then return every node)."""
+SERVED_VERSION: ContextVar[str] = ContextVar("served_version", default=API_VERSION)
+"""The API version the request being answered is served with."""
 
 _PATH = re.compile(r"^/admin/api/(?P<version>[0-9]{4}-[0-9]{2}|unstable)/graphql\.json$")
 
@@ -175,12 +183,15 @@ def connection(
     view: Callable[[dict[str, Any]], dict[str, Any]],
     key: Callable[[dict[str, Any]], tuple[Any, ...]] = _id_key,
 ) -> dict[str, Any]:
-    """A Relay connection over ``items`` with keyset cursors, as Shopify pages."""
+    """A Relay connection over ``items`` with keyset cursors, as Shopify pages (all of them in
+    one go inside a bulk operation, which has no page sizes)."""
     first, last = args.get("first"), args.get("last")
+    if IN_BULK.get():
+        first, last = len(items), None
     if first is None and last is None:
         raise GraphQLError("you must provide one of first or last")
     size = first if first is not None else last
-    if size is None or size < 0 or size > MAX_PAGE:
+    if size is None or size < 0 or (size > MAX_PAGE and not IN_BULK.get()):
         raise GraphQLError(f"The page size must be between 0 and {MAX_PAGE}")
     ordered = sorted(items, key=key, reverse=bool(args.get("reverse")))
     keys = [key(item) for item in ordered]
@@ -218,8 +229,13 @@ class _Resolvers:
     """Turns stored records into resolvable views for one request."""
 
     def __init__(
-        self, data: ShopifyData, warnings: list[dict[str, Any]], mutations: ShopifyMutations
+        self,
+        data: ShopifyData,
+        warnings: list[dict[str, Any]],
+        mutations: ShopifyMutations,
+        bulk: BulkOperations | None = None,
     ) -> None:
+        self.bulk = bulk
         self.data = data
         self.tables = data.tables
         self.warnings = warnings
@@ -351,10 +367,28 @@ class _Resolvers:
                 self._root_filtered("locations", info, a), a, self.location
             ),
             "node": lambda info, id: self.node(id),
+            "productsCount": lambda info, **a: self._count("products", info, a),
+            "ordersCount": lambda info, **a: self._count("orders", info, a),
+            "productVariantsCount": lambda info, **a: self._count("variants", info, a),
+            "bulkOperation": lambda info, id: self.bulk.find(id) if self.bulk else None,
+            "currentBulkOperation": lambda info, **a: self.bulk.current() if self.bulk else None,
+            "bulkOperationRunQuery": lambda info, query, groupObjects=False: (
+                self.bulk.run_query(query, groupObjects, SERVED_VERSION.get())
+                if self.bulk
+                else None
+            ),
             "order": lambda info, id: self.node(id),
             "productByIdentifier": lambda info, identifier: self.product_by_identifier(identifier),
             **self.mutations.root(),
         }
+
+    def _count(self, table: str, info: Any, args: dict[str, Any]) -> dict[str, Any]:
+        """``productsCount`` and friends: exact up to ``limit`` (10,000 by default)."""
+        found = len(self._root_filtered(table, info, args))
+        limit = args.get("limit", 10_000)
+        if limit is not None and found > limit:
+            return {"count": limit, "precision": "AT_LEAST"}
+        return {"count": found, "precision": "EXACT"}
 
     def _root_filtered(self, table: str, info: Any, args: dict[str, Any]) -> list[dict[str, Any]]:
         return self._filtered(
@@ -377,6 +411,8 @@ class _Resolvers:
 
     def node(self, node_id: str) -> dict[str, Any] | None:
         kind = node_id.split("/")[3] if node_id.count("/") >= 4 else ""
+        if kind == "BulkOperation":
+            return self.bulk.find(node_id) if self.bulk else None
         table = {
             "Product": ("products", self.product),
             "ProductVariant": ("variants", self.variant),
@@ -462,10 +498,11 @@ class ShopifySandbox(Sandbox):
         self.mutations = ShopifyMutations(self.data)
         self.oauth = ShopifyOAuthServer(shop_domain="sandbox-shop.myshopify.com")
         self.webhooks = shop_sender("sandbox-shop.myshopify.com")
+        self.bulk = BulkOperations(self._run_bulk_query, lambda: self.url)
         self.data.observers.append(self.webhooks.changed)
-        self._rendered: OrderedDict[tuple[str, bytes, int], tuple[bytes, int, int, list[str]]] = (
-            OrderedDict()
-        )
+        self._rendered: OrderedDict[
+            tuple[str, bytes, int, int], tuple[bytes, int, int, list[str]]
+        ] = OrderedDict()
 
     def credentials(self) -> dict[str, str]:
         """The access token this sandbox accepts."""
@@ -489,9 +526,25 @@ class ShopifySandbox(Sandbox):
             return reply
         return reply[0], {**reply[1], "X-Request-Id": request_id}, reply[2]
 
+    def _run_bulk_query(self, query: str) -> dict[str, Any]:
+        """A bulk operation's query over the whole shop (no page sizes)."""
+        token = IN_BULK.set(True)
+        try:
+            with self.data.lock:
+                result = execute_sync(
+                    load_schema(),
+                    parse(query),
+                    root_value=_Resolvers(self.data, [], self.mutations, self.bulk).root(),
+                )
+        finally:
+            IN_BULK.reset(token)
+        return dict(result.data or {})
+
     def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         if path.startswith("/admin/oauth/"):
             return self.oauth.handle(method, path, headers, body)
+        if path.startswith("/bulk-results/") and method == "GET":
+            return self.bulk.serve_file(path.split("?")[0])
         match = _PATH.match(path.split("?")[0])
         version = served_version(match["version"], self.data.now().date()) if match else None
         if match is None or method != "POST" or version is None:
@@ -510,9 +563,13 @@ class ShopifySandbox(Sandbox):
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return json_reply(400, {"errors": {"query": "Required parameter missing or invalid"}})
         self.log.annotate(version=version, variables=variables)
-        status, reply_headers, answer = self._graphql(
-            document, variables, payload.get("operationName")
-        )
+        served = SERVED_VERSION.set(version)
+        try:
+            status, reply_headers, answer = self._graphql(
+                document, variables, payload.get("operationName")
+            )
+        finally:
+            SERVED_VERSION.reset(served)
         if status:
             reply_headers = {**reply_headers, "X-Shopify-API-Version": version}
         return status, reply_headers, answer
@@ -605,7 +662,12 @@ class ShopifySandbox(Sandbox):
         variables: dict[str, Any],
         op_node: OperationDefinitionNode,
     ) -> tuple[bytes, int, int, list[str]]:
-        key = (document, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS), self.data.version)
+        key = (
+            document,
+            orjson.dumps(variables, option=orjson.OPT_SORT_KEYS),
+            self.data.version,
+            self.bulk.changes,
+        )
         is_write = op_node.operation is OperationType.MUTATION
         cached = None if is_write else self._rendered.get(key)
         if cached is not None:
@@ -616,7 +678,7 @@ class ShopifySandbox(Sandbox):
             result = execute_sync(
                 load_schema(),
                 ast,
-                root_value=_Resolvers(self.data, warnings, self.mutations).root(),
+                root_value=_Resolvers(self.data, warnings, self.mutations, self.bulk).root(),
                 variable_values=variables,
             )
         response: dict[str, Any] = {"data": result.data}
