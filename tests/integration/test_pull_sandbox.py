@@ -85,8 +85,10 @@ async def test_incremental_pull_fetches_only_what_changed(
     assert summary.progress.updated == len(changed)
     assert summary.progress.created == 0
     assert summary.progress.unchanged == len(in_overlap)
-    assert [e["op"] for e in shop.log.entries] == ["Shop", "Products"]  # one page, no re-walk
-    assert summary.progress.requests == 2
+    # A count (it decides between paging and a bulk operation for a window over an hour
+    # old), then one page: no re-walk.
+    assert [e["op"] for e in shop.log.entries] == ["Count", "Shop", "Products"]
+    assert summary.progress.requests == 3  # the count is part of the run
     for pid in changed:
         record = service.store.records.find("shop", "products", pid)
         assert record is not None

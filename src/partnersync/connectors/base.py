@@ -149,6 +149,17 @@ class Page:
 
 
 @dataclass(frozen=True)
+class PullPlan:
+    """How one pull will read: whether its pages come sorted by the cursor field (the engine
+    then moves the cursor page by page) and whether an interrupted walk can go on from a
+    page's ``resume_token``; ``how`` names the way for logs (``paged``, ``bulk``)."""
+
+    sorted_by_cursor: bool
+    resumable: bool
+    how: str = "paged"
+
+
+@dataclass(frozen=True)
 class InventoryWrite:
     """Set ``quantity`` available for an item at a location, if it still is ``change_from``.
 
@@ -337,20 +348,25 @@ class Connector(ABC):
     ) -> AsyncIterator[Page]:
         """Pages of ``entity`` records changed at or after ``since`` (all when ``None``); with
         ``resume``, the rest of an earlier walk with the same ``since``, from the page token it
-        left (``resumable`` entities only).
+        left (a walk whose plan was ``resumable``).
 
         An entity the connector does not declare is refused here, before any I/O.
         """
-        capability = self.capabilities.require_pull(entity)
+        self.capabilities.require_pull(entity)
         if resume is None:
             return self.stream(entity, since=since)
-        if not capability.resumable:
-            raise CapabilityError(f"{self.platform} cannot resume a walk of {entity}")
         return self.stream_from(entity, resume, since=since)
 
     @abstractmethod
     def stream(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
         """Yield pages of a declared entity's records (an async generator)."""
+
+    async def plan_pull(self, entity: str, *, since: datetime | None = None) -> PullPlan:
+        """How a pull of ``entity`` from ``since`` will read (the next :meth:`pull` of it
+        follows this plan). By default as the capability declares; a connector with more than
+        one way to read (Shopify: paging or a bulk operation) chooses here."""
+        capability = self.capabilities.require_pull(entity)
+        return PullPlan(capability.sorted_by_cursor, capability.resumable)
 
     def stream_from(
         self, entity: str, resume: str, *, since: datetime | None = None

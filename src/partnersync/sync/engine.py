@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from partnersync.connectors.base import Connector, EntityCapability, Page
+from partnersync.connectors.base import Connector, Page, PullPlan
 from partnersync.errors import MappingError, PartnersyncError
 from partnersync.failpoints import failpoint
 from partnersync.logs import CURRENT_RUN
@@ -96,7 +96,6 @@ class RunSummary:
 
 def _walk_to_resume(
     previous: dict[str, Any] | None,
-    capability: EntityCapability,
     options: PullOptions,
     since: datetime | None,
     now: datetime,
@@ -107,8 +106,6 @@ def _walk_to_resume(
     if (
         previous is None
         or previous["status"] not in UNFINISHED
-        or not capability.resumable
-        or capability.sorted_by_cursor
         or not previous.get("resume_token")
         or not previous.get("walk_started_at")
         or options.since is not None
@@ -182,13 +179,12 @@ class PullEngine(RunEngine):
         else:
             since = stored - options.overlap
         run_started = self.clock.now()
-        walk = _walk_to_resume(previous, capability, options, since, run_started)
+        walk = _walk_to_resume(previous, options, since, run_started)
         resume_token: str | None = None
         if walk is not None:
             resume_token, since, walk_started = walk
         else:
             walk_started = run_started
-        unsorted_walk = not capability.sorted_by_cursor and capability.resumable
         run_id = await blocking(
             lambda: self.store.runs.start(
                 account=account,
@@ -198,8 +194,8 @@ class PullEngine(RunEngine):
                 since=since.isoformat() if since else None,
                 cursor_before=cursor_before,
                 lease=held.lease,
-                walk_started_at=walk_started.isoformat() if unsorted_walk else None,
-                walk_since=since.isoformat() if unsorted_walk and since else None,
+                walk_started_at=walk_started.isoformat(),
+                walk_since=since.isoformat() if since else None,
                 resume_token=resume_token,
             )
         )
@@ -224,7 +220,17 @@ class PullEngine(RunEngine):
         cursor_after = cursor_before
         requests_before = connector.requests_sent
         stopped = True
+        sorted_pages = capability.sorted_by_cursor
         try:
+            plan = (
+                PullPlan(sorted_by_cursor=False, resumable=True, how="resumed")
+                if resume_token is not None
+                else await connector.plan_pull(entity, since=since)
+            )
+            sorted_pages = plan.sorted_by_cursor
+            unsorted_walk = not sorted_pages and plan.resumable
+            if plan.how != "paged":
+                log.info("run %s of %s/%s reads by %s", run_id, account, entity, plan.how)
             async for page in connector.pull(entity, since=since, resume=resume_token):
                 failpoint("after_http")
                 if mapper is None:
@@ -234,12 +240,10 @@ class PullEngine(RunEngine):
                 records, letters, out_of_window, page_high = self._map_page(
                     connector, entity, mapper, page, since, capability.cursor_field
                 )
-                if capability.sorted_by_cursor and page_high is not None:
+                if sorted_pages and page_high is not None:
                     high_water = page_high if high_water is None else max(high_water, page_high)
                 page_cursor = (
-                    high_water.isoformat()
-                    if capability.sorted_by_cursor and high_water is not None
-                    else None
+                    high_water.isoformat() if sorted_pages and high_water is not None else None
                 )
                 failpoint("before_page_commit")
                 spent = connector.requests_sent - requests_before
@@ -278,7 +282,7 @@ class PullEngine(RunEngine):
             if leftover:
                 await blocking(self.store.runs.add_requests, run_id, leftover)
                 progress.requests += leftover
-            if not capability.sorted_by_cursor and not stopped:
+            if not sorted_pages and not stopped:
                 # The walk's start, not this run's: a resumed walk began in an earlier run,
                 # and what changed since then must be read by the next one.
                 cursor_after = walk_started.isoformat()

@@ -111,8 +111,9 @@ def mock() -> Iterator[respx.MockRouter]:
 
 
 def connector(clock: FakeClock | None = None, **options: Any) -> ShopifyConnector:
+    """A connector that pages (these tests script the paged requests; bulk has its own)."""
     return ShopifyConnector(
-        AccountInfo("acme", "shopify", BASE, options=options),
+        AccountInfo("acme", "shopify", BASE, options={"bulk": "never", **options}),
         auth=access_token_auth({"access_token": "shpat_x"}),
         clock=clock or FakeClock(),
     )
@@ -286,3 +287,38 @@ async def test_undeclared_entity_is_refused_before_any_request() -> None:
             with pytest.raises(CapabilityError, match="customers"):
                 shop.pull("customers")
         assert route.call_count == 0
+
+
+def _count_answer(count: int) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "data": {"productsCount": {"count": count, "precision": "EXACT"}},
+            "extensions": cost(2),
+        },
+    )
+
+
+@pytest.mark.parametrize(("count", "how"), [(1999, "paged"), (2000, "bulk")])
+async def test_a_pull_goes_bulk_from_the_threshold_by_shopifys_count(
+    mock: respx.MockRouter, count: int, how: str
+) -> None:
+    route = mock.post(ENDPOINT).mock(side_effect=[_count_answer(count)])
+    shop = connector(bulk="auto")
+    since = datetime(2025, 3, 1, tzinfo=UTC)  # far back: worth counting
+    plan = await shop.plan_pull("products", since=since)
+    assert plan.how == how
+    assert plan.sorted_by_cursor is (how == "paged")
+    asked = sent(route.calls[0])
+    assert "productsCount" in asked["query"]
+    assert asked["variables"] == {"query": "updated_at:>='2025-03-01T00:00:00Z'"}
+    await shop.aclose()
+
+
+async def test_a_recent_window_pages_without_counting(mock: respx.MockRouter) -> None:
+    clock = FakeClock()
+    shop = connector(clock, bulk="auto")
+    plan = await shop.plan_pull("products", since=clock.now() - timedelta(minutes=10))
+    assert plan.how == "paged"
+    assert not mock.calls  # no count request for a ten-minute window
+    await shop.aclose()

@@ -24,7 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
+import orjson
 
 from partnersync.clock import Clock
 from partnersync.connectors.base import (
@@ -37,6 +39,7 @@ from partnersync.connectors.base import (
     InventoryWriteOutcome,
     Page,
     ProductWriteOutcome,
+    PullPlan,
     Writer,
 )
 from partnersync.connectors.http.client import HttpClient, RetryPolicy
@@ -52,8 +55,10 @@ from partnersync.connectors.shopify.cost import (
 from partnersync.errors import (
     BadRequestError,
     BadResponseError,
+    ConfigError,
     NotFoundError,
     PermissionDeniedError,
+    PlatformUnavailableError,
     RateLimitedError,
 )
 from partnersync.mapping.convert import to_utc
@@ -62,6 +67,9 @@ from partnersync.mapping.model import Shipment
 log = logging.getLogger("partnersync.shopify")
 
 DEFAULT_API_VERSION = "2026-10"
+BULK_THRESHOLD = 2000
+"""Records changed (by Shopify's count) from which a pull runs as a bulk operation."""
+BULK_TOKEN = "bulk:"
 
 
 def format_search_time(moment: datetime) -> str:
@@ -173,6 +181,17 @@ class ShopifyConnector(Connector):
             else None
         )
         self.throttled = 0
+        self.bulk_mode = str(options.get("bulk", "auto"))
+        if self.bulk_mode not in ("auto", "always", "never"):
+            raise ConfigError(f"option bulk must be auto, always or never, not {self.bulk_mode!r}")
+        self.bulk_threshold = int(options.get("bulk_threshold", BULK_THRESHOLD))
+        self.bulk_count_after = float(options.get("bulk_count_after_seconds", 3600))
+        self.bulk_poll = float(options.get("bulk_poll_seconds", 2.0))
+        self.bulk_timeout = float(options.get("bulk_timeout_seconds", 6 * 3600))
+        self.allow_plain_http = bool(options.get("allow_loopback"))
+        self._plans: dict[str, str] = {}
+        self.bulk_operations: list[str] = []
+        """Bulk operations this connector started (for logs and tests)."""
         self._currency: str | None = None
         self._shop_name: str | None = None
         self.http = HttpClient(
@@ -305,17 +324,198 @@ class ShopifyConnector(Connector):
         if self._currency is None:
             await self._load_shop()
 
+    async def plan_pull(self, entity: str, *, since: datetime | None = None) -> PullPlan:
+        """Page through the API, or run a bulk operation when the pull is large: always with
+        ``bulk=always``, never with ``bulk=never``, else when a cheap count of what changed
+        since ``since`` reaches ``bulk_threshold`` (2,000 by default) — counted for full pulls
+        and for windows older than ``bulk_count_after_seconds`` (an hour); the frequent small
+        incrementals page at once. A bulk result comes in id order, so such a walk is unsorted
+        and resumable."""
+        capability = self.capabilities.require_pull(entity)
+        paged = PullPlan(capability.sorted_by_cursor, capability.resumable)
+        if self.bulk_mode == "never" or entity not in queries.COUNTS:
+            return paged
+        if self.bulk_mode == "auto":
+            recent = since is not None and (
+                (self.clock.now() - since).total_seconds() < self.bulk_count_after
+            )
+            if recent:
+                return paged  # a frequent small incremental: not worth a count request
+            count = await self.count(entity, since)
+            if count < self.bulk_threshold:
+                log.debug("%s: %s %s since %s: paging", self.account.name, count, entity, since)
+                return paged
+        self._plans[entity] = "bulk"
+        return PullPlan(sorted_by_cursor=False, resumable=True, how="bulk")
+
+    async def count(self, entity: str, since: datetime | None) -> int:
+        """How many ``entity`` records changed at or after ``since`` (Shopify's own count;
+        inventory is counted by variants, one inventory item each)."""
+        data = await self.graphql(queries.COUNTS[entity], {"query": updated_since_query(since)})
+        counted = next(iter(data.values())) if isinstance(data, dict) and data else None
+        if not isinstance(counted, dict) or not isinstance(counted.get("count"), int):
+            raise BadResponseError(f"count of {entity} has no number")
+        return int(counted["count"])
+
     async def stream(self, entity: str, *, since: datetime | None = None) -> AsyncIterator[Page]:
-        """Pages of products, inventory levels or orders updated at or after ``since``."""
+        """Pages of products, inventory levels or orders updated at or after ``since`` (from a
+        bulk operation when :meth:`plan_pull` chose one)."""
+        if self._plans.pop(entity, None) == "bulk":
+            async for page in self._bulk(entity, since, None):
+                yield page
+            return
         async for page in self._stream(entity, since, None):
             yield page
 
     async def stream_from(
         self, entity: str, resume: str, *, since: datetime | None = None
     ) -> AsyncIterator[Page]:
-        """The rest of an inventory walk, after the page whose ``endCursor`` is ``resume``."""
+        """The rest of a walk: a bulk result from the line ``resume`` names, or a paged walk
+        after the page whose ``endCursor`` is ``resume``."""
+        self._plans.pop(entity, None)
+        if resume.startswith(BULK_TOKEN):
+            async for page in self._bulk(entity, since, resume):
+                yield page
+            return
         async for page in self._stream(entity, since, resume):
             yield page
+
+    # -- bulk operations -------------------------------------------------------------------
+    async def _bulk(
+        self, entity: str, since: datetime | None, resume: str | None
+    ) -> AsyncIterator[Page]:
+        """A walk through a bulk operation's JSONL result (see :meth:`plan_pull`). A resumed
+        walk reads the same result from the line after its last committed page while the file
+        is there; an operation that fails, expires or cannot start falls back to paging."""
+        if resume is not None:
+            operation_id, _, line = resume.removeprefix(BULK_TOKEN).rpartition(":")
+            found = await self._bulk_status(operation_id)
+            if found.get("status") == "COMPLETED" and found.get("url"):
+                try:
+                    async for page in self._read_result(entity, found, int(line)):
+                        yield page
+                    return
+                except _ResultGone as exc:
+                    found = {**found, "status": f"COMPLETED, but its result is gone ({exc})"}
+            log.info(
+                "%s: bulk operation %s is %s: starting over",
+                self.account.name,
+                operation_id,
+                found.get("status"),
+            )
+        operation = await self._run_bulk(entity, since)
+        if operation is not None and operation.get("status") == "COMPLETED":
+            if not operation.get("url"):
+                return  # nothing matched
+            try:
+                async for page in self._read_result(entity, operation, 0):
+                    yield page
+                return
+            except _ResultGone as exc:
+                operation = {**operation, "status": f"COMPLETED, but its result is gone ({exc})"}
+        state = "could not start" if operation is None else str(operation.get("status"))
+        log.warning(
+            "%s: bulk operation for %s %s %s: paging through the API instead",
+            self.account.name,
+            entity,
+            state,
+            (operation or {}).get("errorCode") or "",
+        )
+        async for page in self._stream(entity, since, None):
+            yield page
+
+    async def _run_bulk(self, entity: str, since: datetime | None) -> dict[str, Any] | None:
+        """Start the bulk query and wait for it to end; None if Shopify would not start it."""
+        data = await self.graphql(
+            queries.BULK_RUN, {"query": queries.bulk_query(entity, updated_since_query(since))}
+        )
+        payload = data.get("bulkOperationRunQuery") or {}
+        errors = payload.get("userErrors") or []
+        started = payload.get("bulkOperation")
+        if errors or not isinstance(started, dict):
+            log.warning(
+                "%s: bulk operation refused: %s",
+                self.account.name,
+                "; ".join(str(e.get("message")) for e in errors)[:300],
+            )
+            return None
+        self.bulk_operations.append(str(started["id"]))
+        log.info("%s: bulk operation %s started for %s", self.account.name, started["id"], entity)
+        waited = 0.0
+        wait = min(0.25, self.bulk_poll)
+        while True:
+            status = await self._bulk_status(str(started["id"]))
+            if status.get("status") not in ("CREATED", "RUNNING", "CANCELING"):
+                return status
+            if waited > self.bulk_timeout:
+                log.warning(
+                    "%s: bulk operation %s still running after %.0f s",
+                    self.account.name,
+                    started["id"],
+                    waited,
+                )
+                return status
+            await anyio.sleep(wait)
+            waited += wait
+            wait = min(wait * 2, self.bulk_poll)
+
+    async def _bulk_status(self, operation_id: str) -> dict[str, Any]:
+        data = await self.graphql(queries.BULK_STATUS, {"id": operation_id})
+        found = data.get("bulkOperation")
+        return found if isinstance(found, dict) else {"id": operation_id, "status": "MISSING"}
+
+    async def _read_result(
+        self, entity: str, operation: dict[str, Any], skip: int
+    ) -> AsyncIterator[Page]:
+        """Stream the JSONL result (never held whole), reassemble each root object with its
+        children (``__parentId``; grouped, so they follow it) and yield pages of whole roots;
+        each page's token is the line its next root starts at."""
+        url = str(operation["url"])
+        if urlsplit(url).scheme != "https" and not self.allow_plain_http:
+            raise BadResponseError(f"bulk result URL is not https: {urlsplit(url).netloc}")
+        nested = STREAMS[entity].nested_field
+        token_of = f"{BULK_TOKEN}{operation['id']}:"
+        batch: list[dict[str, Any]] = []
+        current: dict[str, Any] | None = None
+        number = 0
+        async with (
+            httpx.AsyncClient(transport=self.transport, timeout=60.0) as files,
+            files.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise _ResultGone(
+                    f"bulk result answered HTTP {response.status_code}",
+                    status_code=response.status_code,
+                )
+            line_number = -1
+            async for line in response.aiter_lines():
+                line_number += 1
+                if line_number < skip or not line.strip():
+                    continue
+                row = orjson.loads(line)
+                parent = row.pop("__parentId", None)
+                if parent is not None and current is not None:
+                    current[nested]["nodes"].append(row)
+                    continue
+                if current is not None:
+                    batch.append(current)
+                if len(batch) >= self.page_size_cap:
+                    number += 1
+                    yield self._bulk_page(entity, batch, number, token_of + str(line_number))
+                    batch = []
+                current = {**row, nested: {"nodes": [], "pageInfo": {"hasNextPage": False}}}
+        if current is not None:
+            batch.append(current)
+        if batch:
+            number += 1
+            yield self._bulk_page(entity, batch, number, None)
+
+    @staticmethod
+    def _bulk_page(
+        entity: str, roots: list[dict[str, Any]], number: int, token: str | None
+    ) -> Page:
+        records = _flatten_levels(roots) if entity == "inventory" else roots
+        return Page(records=records, number=number, requests=0, resume_token=token)
 
     async def _stream(
         self, entity: str, since: datetime | None, after: str | None
@@ -537,6 +737,10 @@ class ShopifyConnector(Connector):
                 raise BadResponseError(f"{node['id']}: response has no {field} connection")
             connection["nodes"].extend(more["nodes"])
         connection["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+
+
+class _ResultGone(PlatformUnavailableError):
+    """A bulk operation's result file could not be fetched (its URL expired or failed)."""
 
 
 def _accepted(data: Mapping[str, Any], mutation: str) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 SHOP = """
 query Shop {
   shop { name currencyCode }
@@ -14,14 +16,18 @@ _VARIANT_FIELDS = """
   inventoryItem { id }
 """
 
+_PRODUCT_FIELDS = """
+      id title handle status vendor productType descriptionHtml tags createdAt updatedAt
+      options { name values }"""
+
 PRODUCTS = (
     """
 query Products($first: Int!, $after: String, $query: String, $variantsFirst: Int!) {
   products(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
     pageInfo { hasNextPage endCursor }
-    nodes {
-      id title handle status vendor productType descriptionHtml tags createdAt updatedAt
-      options { name values }
+    nodes {"""
+    + _PRODUCT_FIELDS
+    + """
       variants(first: $variantsFirst) {
         pageInfo { hasNextPage endCursor }
         nodes {"""
@@ -118,11 +124,7 @@ _LINE_ITEM_FIELDS = f"""
   originalUnitPriceSet {{ {_MONEY} }}
 """
 
-ORDERS = f"""
-query Orders($first: Int!, $after: String, $query: String, $lineItemsFirst: Int!) {{
-  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
-    pageInfo {{ hasNextPage endCursor }}
-    nodes {{
+_ORDER_FIELDS = f"""
       id name email phone createdAt updatedAt cancelledAt currencyCode
       displayFinancialStatus displayFulfillmentStatus
       totalPriceSet {{ {_MONEY} }}
@@ -135,7 +137,13 @@ query Orders($first: Int!, $after: String, $query: String, $lineItemsFirst: Int!
       fulfillments(first: 5) {{
         id status createdAt
         trackingInfo {{ company number url }}
-      }}
+      }}"""
+
+ORDERS = f"""
+query Orders($first: Int!, $after: String, $query: String, $lineItemsFirst: Int!) {{
+  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
+    pageInfo {{ hasNextPage endCursor }}
+    nodes {{{_ORDER_FIELDS}
       lineItems(first: $lineItemsFirst) {{
         pageInfo {{ hasNextPage endCursor }}
         nodes {{{_LINE_ITEM_FIELDS}}}
@@ -205,6 +213,51 @@ mutation FulfillmentCreate($fulfillment: FulfillmentInput!) {
 }
 """
 
+BULK_RUN = """
+mutation BulkRun($query: String!) {
+  bulkOperationRunQuery(query: $query, groupObjects: true) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}
+"""
+
+BULK_STATUS = """
+query BulkStatus($id: ID!) {
+  bulkOperation(id: $id) {
+    id status errorCode objectCount rootObjectCount url partialDataUrl createdAt
+  }
+}
+"""
+
+COUNTS = {
+    "products": "query Count($query: String) { productsCount(query: $query) { count precision } }",
+    "orders": "query Count($query: String) { ordersCount(query: $query) { count precision } }",
+    # No inventoryItemsCount: every variant has one inventory item.
+    "inventory": (
+        "query Count($query: String) { productVariantsCount(query: $query) { count precision } }"
+    ),
+}
+"""A cheap count of what a pull would read (it decides between paging and a bulk operation)."""
+
+_BULK_SHAPES = {
+    "products": ("products", _PRODUCT_FIELDS, "variants", _VARIANT_FIELDS),
+    "inventory": ("inventoryItems", "id sku updatedAt", "inventoryLevels", _LEVEL_FIELDS),
+    "orders": ("orders", _ORDER_FIELDS, "lineItems", _LINE_ITEM_FIELDS),
+}
+
+
+def bulk_query(entity: str, search: str | None) -> str:
+    """The bulk operation query for ``entity`` (the same fields as the paged query, no page
+    sizes; the search inlined as a string literal, as a bulk query takes no variables)."""
+    root, fields, nested, nested_fields = _BULK_SHAPES[entity]
+    arguments = f"(query: {json.dumps(search)})" if search else ""
+    return (
+        f"{{ {root}{arguments} {{ edges {{ node {{ {fields}\n"
+        f"  {nested} {{ edges {{ node {{ {nested_fields} }} }} }} }} }} }} }}"
+    )
+
+
 ALL_DOCUMENTS = {
     "Shop": SHOP,
     "Products": PRODUCTS,
@@ -219,5 +272,12 @@ ALL_DOCUMENTS = {
     "ProductByHandle": PRODUCT_BY_HANDLE,
     "OrderFulfillmentState": ORDER_FULFILLMENT_STATE,
     "FulfillmentCreate": FULFILLMENT_CREATE,
+    "BulkRun": BULK_RUN,
+    "BulkStatus": BULK_STATUS,
+    **{f"Count{entity.title()}": document for entity, document in COUNTS.items()},
+    **{
+        f"Bulk{entity.title()}": bulk_query(entity, "updated_at:>='2026-01-01T00:00:00Z'")
+        for entity in _BULK_SHAPES
+    },
 }
 """Every document the connector may send, by operation name."""
