@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import text
 
 from partnersync.errors import ConfigError, PartnersyncError, VaultError
-from partnersync.scheduling.daemon import Daemon, InProcessExecutor, next_fire, trigger_for
 from partnersync.service import Partnersync
 from partnersync.sync.offload import blocking
 from partnersync.sync.store.runs import cursor_lag
@@ -26,6 +25,9 @@ EXECUTORS = ("in-process", "workers")
 
 def scheduled_jobs(service: Partnersync) -> list[dict[str, Any]]:
     """Every job of the project file: schedule, lane, next fire, last run and its status."""
+    # APScheduler is imported only where schedules are read (it costs every command start-up).
+    from partnersync.scheduling.daemon import next_fire
+
     latest = service.store.job_runs.latest_by_job()
     rows = []
     for name, job in sorted(service.project.config.jobs.items()):
@@ -54,6 +56,8 @@ def lanes_of(service: Partnersync) -> dict[str, str]:
 
 def validate_schedules(service: Partnersync) -> None:
     """Every schedule parses (a bad cron expression is a configuration error, said up front)."""
+    from partnersync.scheduling.daemon import trigger_for
+
     for name, job in service.project.config.jobs.items():
         if job.schedule is None:
             continue
@@ -73,6 +77,8 @@ async def run_daemon(
     shutdown_grace: float = 30.0,
 ) -> None:
     """``partnersync schedule run``: schedule the project's jobs until SIGTERM/SIGINT."""
+    from partnersync.scheduling.daemon import Daemon, InProcessExecutor
+
     validate_schedules(service)
     jobs = service.project.config.jobs
     if executor == "in-process":

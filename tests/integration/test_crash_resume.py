@@ -20,6 +20,7 @@ from partnersync.sandbox.shopify import ShopifySandbox
 from tests.conftest import make_service, wire_shop
 
 PAGE_SIZE = 8  # 40 orders → 5 pages
+ITEMS_PER_PAGE = 30  # 275 inventory items → 10 pages (30 is what the cost allows)
 
 
 def run_cli(
@@ -134,11 +135,11 @@ def test_an_inventory_walk_killed_again_and_again_goes_on_from_its_last_page(
     init_project(project)
     url = f"sqlite:///{project / 'hub.db'}"
     service = make_service(project, Vault.parse(keys), database_url=url)
-    wire_shop(service, shop, page_size=PAGE_SIZE)
+    wire_shop(service, shop, page_size=ITEMS_PER_PAGE)
     service.close()
     items = len(shop.data.tables["inventory_items"])
     levels = len(shop.data.tables["inventory_levels"])
-    pages = -(-items // PAGE_SIZE)
+    pages = -(-items // ITEMS_PER_PAGE)
     assert pages >= 6, "the sandbox shop has enough items for several kills"
 
     def item_pages() -> int:
@@ -187,9 +188,9 @@ def test_a_walk_interrupted_by_a_crash_mid_page_resumes_from_the_last_committed_
     init_project(project)
     url = f"sqlite:///{project / 'hub.db'}"
     service = make_service(project, Vault.parse(keys), database_url=url)
-    wire_shop(service, shop, page_size=PAGE_SIZE)
+    wire_shop(service, shop, page_size=ITEMS_PER_PAGE)
     service.close()
-    pages = -(-len(shop.data.tables["inventory_items"]) // PAGE_SIZE)
+    pages = -(-len(shop.data.tables["inventory_items"]) // ITEMS_PER_PAGE)
     killed_at = 4
     killed = run_cli(
         project,

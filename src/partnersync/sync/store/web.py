@@ -3,6 +3,7 @@ stored by the hash of their cookie (signing out or expiring ends them for good).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -46,8 +47,11 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-# A hash to check against when the user name is unknown: answers take as long either way.
-_NOBODY = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def _nobody() -> str:
+    """A hash to check against when the user name is unknown: answers take as long either way
+    (made on first use: scrypt costs every command's start-up otherwise)."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 class WebRepository(Repository):
@@ -77,7 +81,7 @@ class WebRepository(Repository):
             stored = connection.execute(
                 select(_web_admins.c.password_hash).where(_web_admins.c.username == username)
             ).scalar_one_or_none()
-        return password_matches(password, stored or _NOBODY) and stored is not None
+        return password_matches(password, stored or _nobody()) and stored is not None
 
     def open_session(self, hours: float, username: str | None = None) -> tuple[str, str]:
         """A new session: its cookie token and its CSRF token."""
