@@ -233,15 +233,12 @@ async def test_pacing_waits_before_sending_when_the_bucket_is_short(mock: respx.
             "extensions": cost(1, available=10.0),
         },
     )
-    mock.post(ENDPOINT).mock(side_effect=[low, products_page([1], None)])
+    route = mock.post(ENDPOINT).mock(side_effect=[low, products_page([1], None)])
     clock = FakeClock()
     shop = connector(clock, max_query_cost=300)
     async with shop:
         [_ async for _ in shop.pull("products")]
-    variables = {"variantsFirst": shop.nested_first["products"], "query": None}
-    requested = requested_cost(
-        queries.PRODUCTS, {**variables, "first": shop.page_size(queries.PRODUCTS, variables)}
-    )
+    requested = requested_cost(queries.PRODUCTS, sent(route.calls[1])["variables"])
     assert requested <= 300
     assert clock.sleeps == [pytest.approx((requested - 10) / 50, abs=0.05)]
 

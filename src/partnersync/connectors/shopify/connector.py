@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +68,9 @@ from partnersync.mapping.model import Shipment
 log = logging.getLogger("partnersync.shopify")
 
 DEFAULT_API_VERSION = "2026-10"
+NESTED_FIRST = 10
+"""Nested records asked for with each record on the first page (later pages size it from what
+the shop has)."""
 BULK_THRESHOLD = 2000
 """Records changed (by Shopify's count) from which a pull runs as a bulk operation."""
 BULK_TOKEN = "bulk:"
@@ -166,11 +170,16 @@ class ShopifyConnector(Connector):
         self._version_warned = False
         self.max_query_cost = int(options.get("max_query_cost", SINGLE_QUERY_MAX_COST))
         self.page_size_cap = int(options.get("page_size", MAX_PAGE_SIZE))
-        self.nested_first = {
-            "products": int(options.get("variants_first", 10)),
-            "inventory": int(options.get("levels_first", 10)),
-            "orders": int(options.get("line_items_first", 10)),
+        nested_options = {
+            "products": "variants_first",
+            "inventory": "levels_first",
+            "orders": "line_items_first",
         }
+        self.nested_first = {
+            entity: int(options.get(name, NESTED_FIRST)) for entity, name in nested_options.items()
+        }
+        self._nested_fixed = {e for e, name in nested_options.items() if name in options}
+        self._nested_seen: dict[str, Counter[int]] = {e: Counter() for e in nested_options}
         self.limiter: RateBudget | None = (
             self.rate_budget(
                 urlsplit(account.base_url).netloc,  # Shopify counts per app and shop
@@ -523,7 +532,7 @@ class ShopifyConnector(Connector):
         await self.prepare()
         stream = STREAMS[entity]
         async for page in self._walk(
-            stream, {stream.nested_variable: self.nested_first[entity]}, since, after
+            entity, stream, {stream.nested_variable: self.nested_first[entity]}, since, after
         ):
             if entity == "inventory":
                 page.records = _flatten_levels(page.records)
@@ -677,6 +686,7 @@ class ShopifyConnector(Connector):
 
     async def _walk(
         self,
+        entity: str,
         stream: ShopifyStream,
         extra: dict[str, Any],
         since: datetime | None,
@@ -702,6 +712,7 @@ class ShopifyConnector(Connector):
                 raise BadResponseError(f"{root}.nodes is not a list")
             for node in nodes:
                 await self._complete_nested(node, stream.nested_field, stream.nested_document)
+            request.json = self._resized(entity, stream, nodes, request.json or {})
             number += 1
             spent, before = self.requests_sent - before, self.requests_sent
             info = connection.get("pageInfo") or {}
@@ -711,6 +722,33 @@ class ShopifyConnector(Connector):
                 requests=spent,
                 resume_token=info.get("endCursor") if info.get("hasNextPage") else None,
             )
+
+    def _resized(
+        self,
+        entity: str,
+        stream: ShopifyStream,
+        nodes: list[dict[str, Any]],
+        body: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The next page's request, its nested ``first`` sized from what the shop really has
+        (enough for 95 % of the records seen so far; the rest are completed through
+        ``node(id:)``) and its page size grown into the cost that frees: requested cost then
+        tracks actual cost. A nested size set in the account's options is kept."""
+        if entity in self._nested_fixed:
+            return body
+        seen = self._nested_seen[entity]
+        for node in nodes:
+            nested = node.get(stream.nested_field)
+            if isinstance(nested, dict) and isinstance(nested.get("nodes"), list):
+                seen[len(nested["nodes"])] += 1
+        wanted = _covering(seen, 0.95)
+        variables = dict(body.get("variables") or {})
+        if wanted == variables.get(stream.nested_variable):
+            return body
+        self.nested_first[entity] = wanted
+        variables[stream.nested_variable] = wanted
+        variables["first"] = self.page_size(stream.document, variables)
+        return {**body, "variables": variables}
 
     async def _complete_nested(self, node: dict[str, Any], field: str, document: str) -> None:
         """Page the rest of a nested connection that did not fit the first batch."""
@@ -737,6 +775,20 @@ class ShopifyConnector(Connector):
                 raise BadResponseError(f"{node['id']}: response has no {field} connection")
             connection["nodes"].extend(more["nodes"])
         connection["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+
+
+def _covering(counts: Counter[int], share: float) -> int:
+    """The smallest size holding ``share`` of the observed nested counts (at least 1, at most
+    the 250 a connection gives)."""
+    total = sum(counts.values())
+    if not total:
+        return NESTED_FIRST
+    needed, running = share * total, 0
+    for size in sorted(counts):
+        running += counts[size]
+        if running >= needed:
+            return max(1, min(size, MAX_PAGE_SIZE))
+    return MAX_PAGE_SIZE
 
 
 class _ResultGone(PlatformUnavailableError):
