@@ -7,9 +7,16 @@ the figure is local overhead, not Shopify's rate limit; pass ``--restore-rate 10
 Standard-plan shop instead.
 
     python bench/pull_throughput.py --products 1000 --orders 1000
+    python bench/pull_throughput.py --products 2000 --orders 2000 --restore-rate 100 --bulk never
+    python bench/pull_throughput.py --products 2000 --orders 2000 --restore-rate 100 --bulk always
 
-Peers (tap-shopify, dlt) are not compared yet: they speak REST or bulk operations, which the
-sandbox does not serve.
+Each row also reports the query points the sandbox charged (read from its own request log),
+per second, as a share of the restore rate (the permitted rate: 1.0 = every point Shopify
+would restore was used), and the throttled answers. ``--bulk always`` reads through a bulk
+operation instead of paging.
+
+Peers (tap-shopify, dlt) are not compared yet: they need the legacy REST endpoints and fields
+the sandbox does not serve yet.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import orjson
 
 from partnersync.auth.vault import Vault
 from partnersync.config import Project, ProjectConfig
@@ -40,6 +48,18 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def charged(log: Path, since: int) -> tuple[int, int, int]:
+    """(lines read, points charged, throttled answers) in the sandbox's log after line
+    ``since``."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    points = throttled = 0
+    for line in lines[since:]:
+        entry = orjson.loads(line)
+        points += int(entry.get("actual") or 0)
+        throttled += bool(entry.get("throttled"))
+    return len(lines), points, throttled
 
 
 @contextlib.contextmanager
@@ -68,6 +88,7 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=1000)
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--restore-rate", type=float, default=1_000_000.0)
+    parser.add_argument("--bulk", choices=("auto", "always", "never"), default="never")
     args = parser.parse_args()
 
     token = secrets.token_urlsafe(16)
@@ -79,7 +100,11 @@ def main() -> None:
         "--restore-rate",
         str(args.restore_rate),
     ]
-    with sandbox_process(token, *options) as (url, pid), tempfile.TemporaryDirectory() as tmp:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        sandbox_process(token, *options, "--log", f"{tmp}/sandbox.jsonl") as (url, pid),
+    ):
+        log = Path(tmp) / "sandbox.jsonl"
         key = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
         project = Project(Path(tmp), ProjectConfig(), f"sqlite:///{tmp}/hub.db")
         service = Partnersync(project, vault=Vault.parse(key))
@@ -88,13 +113,16 @@ def main() -> None:
             platform="shopify",
             base_url=url,
             secrets={"access_token": token},
+            options={"bulk": args.bulk, "bulk_poll_seconds": 0.5},
             allow_loopback=True,
         )
+        print(f"cores: {os.cpu_count()}, restore rate: {args.restore_rate:g}, bulk: {args.bulk}")
         print(
             f"{'entity':<10} {'records':>8} {'seconds':>8} {'rec/s':>8} {'requests':>8} "
-            f"{'ours cpu':>9} {'sandbox cpu':>11}"
+            f"{'ours cpu':>9} {'sandbox cpu':>11} {'pts/s÷rate':>10} {'throttled':>9}"
         )
         for entity in ("products", "inventory", "orders"):
+            read, _, _ = charged(log, 0)
             sandbox_before = cpu_seconds(pid)
             ours_before = time.process_time()
             started = time.perf_counter()
@@ -103,10 +131,12 @@ def main() -> None:
             ours = time.process_time() - ours_before
             theirs = cpu_seconds(pid) - sandbox_before
             records = summary.progress.fetched
+            _, points, throttled = charged(log, read)
             flag = "  (sandbox-bound: invalid)" if theirs > 0.8 * wall else ""
             print(
                 f"{entity:<10} {records:>8} {wall:>8.2f} {records / wall:>8.0f} "
-                f"{summary.progress.requests:>8} {ours:>8.2f}s {theirs:>10.2f}s{flag}"
+                f"{summary.progress.requests:>8} {ours:>8.2f}s {theirs:>10.2f}s "
+                f"{points / wall / args.restore_rate:>10.2f} {throttled:>9}{flag}"
             )
         service.close()
 
