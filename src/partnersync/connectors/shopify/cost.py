@@ -17,21 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from graphql import (
-    DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    InlineFragmentNode,
-    IntValueNode,
-    OperationDefinitionNode,
-    OperationType,
-    SelectionSetNode,
-    VariableNode,
-    parse,
-)
+# graphql-core is imported when a cost is first computed: loading it costs every command's
+# start-up (~0.1 s), and most commands never size a query.
+if TYPE_CHECKING:
+    from graphql import DocumentNode, FieldNode, SelectionSetNode
 
 MUTATION_COST = 10
 SINGLE_QUERY_MAX_COST = 1000
@@ -41,17 +32,23 @@ MAX_PAGE_SIZE = 250
 @lru_cache(maxsize=256)
 def parse_document(document: str) -> DocumentNode:
     """Parse once per distinct document."""
+    from graphql import parse
+
     return parse(document)
 
 
 class _Coster:
     def __init__(self, document: DocumentNode, variables: Mapping[str, Any]) -> None:
+        from graphql import FragmentDefinitionNode
+
         self.variables = variables
         self.fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
 
     def page_size(self, node: FieldNode) -> int | None:
+        from graphql import IntValueNode, VariableNode
+
         for argument in node.arguments or ():
             if argument.name.value in ("first", "last"):
                 value = argument.value
@@ -65,6 +62,8 @@ class _Coster:
     def selection(self, selection_set: SelectionSetNode | None) -> int:
         # Fragments on different types are alternatives (an interface or union field costs
         # the maximum of its possible selections); fragments on one type add up.
+        from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
+
         if selection_set is None:
             return 0
         total = 0
@@ -89,6 +88,8 @@ class _Coster:
         return total + max(alternatives.values(), default=0)
 
     def field(self, node: FieldNode) -> int:
+        from graphql import FieldNode
+
         if node.selection_set is None or node.name.value == "pageInfo":
             return 0
         size = self.page_size(node)
@@ -100,6 +101,8 @@ class _Coster:
         return 1 + self.selection(node.selection_set)
 
     def connection_node(self, selection_set: SelectionSetNode) -> int:
+        from graphql import FieldNode
+
         cost = 0
         for item in selection_set.selections:
             if not isinstance(item, FieldNode) or item.selection_set is None:
@@ -115,6 +118,8 @@ class _Coster:
 
 def requested_cost(document: str, variables: Mapping[str, Any] | None = None) -> int:
     """The points Shopify will ask the bucket for before running ``document``."""
+    from graphql import OperationDefinitionNode, OperationType
+
     parsed = parse_document(document)
     operation = next(d for d in parsed.definitions if isinstance(d, OperationDefinitionNode))
     if operation.operation is OperationType.MUTATION:
