@@ -57,7 +57,9 @@ def charged(log: Path, since: int) -> tuple[int, int, int]:
     points = throttled = 0
     for line in lines[since:]:
         entry = orjson.loads(line)
-        points += int(entry.get("actual") or 0)
+        # The bucket keeps the reservation when a query costs more than it asked for (no
+        # negative refund), so what it was charged is the smaller of the two.
+        points += min(int(entry.get("actual") or 0), int(entry.get("requested") or 0))
         throttled += bool(entry.get("throttled"))
     return len(lines), points, throttled
 

@@ -54,6 +54,7 @@ from partnersync.sandbox.framework import DROP, Reply, Sandbox, json_reply
 from partnersync.sandbox.shopify.bulk import BulkOperations
 from partnersync.sandbox.shopify.cost import MAX_QUERY_POINTS, CostRules, parsed, requested_points
 from partnersync.sandbox.shopify.data import ShopifyData, gid_number
+from partnersync.sandbox.shopify.fill import filling_resolver
 from partnersync.sandbox.shopify.mutations import ShopifyMutations, fulfillment_orders
 from partnersync.sandbox.shopify.oauth import ShopifyOAuthServer
 from partnersync.sandbox.shopify.search import build_filter
@@ -366,6 +367,17 @@ class _Resolvers:
             "locations": lambda info, **a: connection(
                 self._root_filtered("locations", info, a), a, self.location
             ),
+            "customers": lambda info, **a: connection(
+                self._filtered(
+                    self.customers(), a.get("query"), "QueryRoot", "customers", _path(info)
+                ),
+                a,
+                lambda record: _public(record, "Customer"),
+                self._sort_key(a),
+            ),
+            "productVariants": lambda info, **a: connection(
+                self._root_filtered("variants", info, a), a, self.variant
+            ),
             "node": lambda info, id: self.node(id),
             "productsCount": lambda info, **a: self._count("products", info, a),
             "ordersCount": lambda info, **a: self._count("orders", info, a),
@@ -381,6 +393,21 @@ class _Resolvers:
             "productByIdentifier": lambda info, identifier: self.product_by_identifier(identifier),
             **self.mutations.root(),
         }
+
+    def customers(self) -> list[dict[str, Any]]:
+        """The shop's customers: each order's buyer, with the times of their first and latest
+        order as created and updated."""
+        found: dict[str, dict[str, Any]] = {}
+        for order in sorted(self.tables["orders"].values(), key=lambda o: o["createdAt"]):
+            buyer = order.get("customer")
+            if not isinstance(buyer, dict) or not buyer.get("id"):
+                continue
+            known = found.setdefault(
+                buyer["id"], {**buyer, "createdAt": order["createdAt"], "numberOfOrders": "0"}
+            )
+            known["updatedAt"] = max(known.get("updatedAt") or "", order["updatedAt"])
+            known["numberOfOrders"] = str(int(known["numberOfOrders"]) + 1)
+        return list(found.values())
 
     def _count(self, table: str, info: Any, args: dict[str, Any]) -> dict[str, Any]:
         """``productsCount`` and friends: exact up to ``limit`` (10,000 by default)."""
@@ -535,6 +562,7 @@ class ShopifySandbox(Sandbox):
                     load_schema(),
                     parse(query),
                     root_value=_Resolvers(self.data, [], self.mutations, self.bulk).root(),
+                    field_resolver=filling_resolver,
                 )
         finally:
             IN_BULK.reset(token)
@@ -680,6 +708,7 @@ class ShopifySandbox(Sandbox):
                 ast,
                 root_value=_Resolvers(self.data, warnings, self.mutations, self.bulk).root(),
                 variable_values=variables,
+                field_resolver=filling_resolver,
             )
         response: dict[str, Any] = {"data": result.data}
         if result.errors:
