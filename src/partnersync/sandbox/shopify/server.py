@@ -57,6 +57,7 @@ from partnersync.sandbox.shopify.data import ShopifyData, gid_number
 from partnersync.sandbox.shopify.fill import filling_resolver
 from partnersync.sandbox.shopify.mutations import ShopifyMutations, fulfillment_orders
 from partnersync.sandbox.shopify.oauth import ShopifyOAuthServer
+from partnersync.sandbox.shopify.rest import RestApi
 from partnersync.sandbox.shopify.search import build_filter
 from partnersync.sandbox.shopify.webhooks import shop_sender
 
@@ -94,6 +95,9 @@ IN_BULK: ContextVar[bool] = ContextVar("in_bulk", default=False)
 SERVED_VERSION: ContextVar[str] = ContextVar("served_version", default=API_VERSION)
 """The API version the request being answered is served with."""
 
+_REST_PATH = re.compile(
+    r"^/admin/api/(?P<version>[0-9]{4}-[0-9]{2}|unstable)/(?P<resource>[a-z_]+(/count)?)\.json$"
+)
 _PATH = re.compile(r"^/admin/api/(?P<version>[0-9]{4}-[0-9]{2}|unstable)/graphql\.json$")
 
 
@@ -526,6 +530,7 @@ class ShopifySandbox(Sandbox):
         self.oauth = ShopifyOAuthServer(shop_domain="sandbox-shop.myshopify.com")
         self.webhooks = shop_sender("sandbox-shop.myshopify.com")
         self.bulk = BulkOperations(self._run_bulk_query, lambda: self.url)
+        self.rest = RestApi(self.data, lambda: self.url)
         self.data.observers.append(self.webhooks.changed)
         self._rendered: OrderedDict[
             tuple[str, bytes, int, int], tuple[bytes, int, int, list[str]]
@@ -573,7 +578,11 @@ class ShopifySandbox(Sandbox):
             return self.oauth.handle(method, path, headers, body)
         if path.startswith("/bulk-results/") and method == "GET":
             return self.bulk.serve_file(path.split("?")[0])
-        match = _PATH.match(path.split("?")[0])
+        route, _, query = path.partition("?")
+        rest = _REST_PATH.match(route) if method == "GET" else None
+        if rest is not None and rest["resource"] != "graphql":
+            return self._rest(rest["version"], rest["resource"], query, headers)
+        match = _PATH.match(route)
         version = served_version(match["version"], self.data.now().date()) if match else None
         if match is None or method != "POST" or version is None:
             return json_reply(404, {"errors": "Not Found"})
@@ -601,6 +610,21 @@ class ShopifySandbox(Sandbox):
         if status:
             reply_headers = {**reply_headers, "X-Shopify-API-Version": version}
         return status, reply_headers, answer
+
+    def _rest(self, requested: str, resource: str, query: str, headers: dict[str, str]) -> Reply:
+        """The legacy REST endpoints (:mod:`partnersync.sandbox.shopify.rest`)."""
+        version = served_version(requested, self.data.now().date())
+        if version is None:
+            return json_reply(404, {"errors": "Not Found"})
+        presented = headers.get("x-shopify-access-token")
+        if presented != self.token and not self.oauth.accepts(presented):
+            self.log.append({"t": time.monotonic(), "status": 401, "op": f"REST {resource}"})
+            return json_reply(401, {"errors": INVALID_TOKEN})
+        status, reply_headers, body = self.rest.handle(resource, query, version)
+        self.log.append(
+            {"t": time.monotonic(), "op": f"REST {resource}", "status": status, "rest": True}
+        )
+        return status, {**reply_headers, "X-Shopify-API-Version": version}, body
 
     def _graphql(self, document: str, variables: dict[str, Any], operation: str | None) -> Reply:
         ast, errors = validate_document(document)
