@@ -289,7 +289,23 @@ class _Resolvers:
         return view
 
     def location(self, record: dict[str, Any]) -> dict[str, Any]:
-        return _public(record, "Location")
+        view = _public(record, "Location")
+        view["inventoryLevels"] = lambda info, **a: connection(
+            self._filtered(
+                [
+                    level
+                    for level in self.tables["inventory_levels"].values()
+                    if level["_location"] == record["id"]
+                ],
+                a.get("query"),
+                "Location",
+                "inventoryLevels",
+                _path(info),
+            ),
+            a,
+            self.level,
+        )
+        return view
 
     def level(self, record: dict[str, Any]) -> dict[str, Any]:
         view = _public(record, "InventoryLevel")
@@ -306,6 +322,14 @@ class _Resolvers:
 
     def inventory_item(self, record: dict[str, Any]) -> dict[str, Any]:
         view = _public(record, "InventoryItem")
+        view["variant"] = lambda info, **a: next(
+            (
+                self.variant(variant)
+                for variant in self.tables["variants"].values()
+                if variant["_item"] == record["id"]
+            ),
+            None,
+        )
         view["inventoryLevels"] = lambda info, **a: connection(
             self._filtered(
                 [self.tables["inventory_levels"][lv] for lv in record["_levels"]],
@@ -383,6 +407,13 @@ class _Resolvers:
                 self._root_filtered("variants", info, a), a, self.variant
             ),
             "node": lambda info, id: self.node(id),
+            "currentAppInstallation": {
+                "__typename": "AppInstallation",
+                "id": "gid://shopify/AppInstallation/1",
+                "accessScopes": [
+                    {"handle": scope, "description": scope} for scope in self.data_scopes()
+                ],
+            },
             "productsCount": lambda info, **a: self._count("products", info, a),
             "ordersCount": lambda info, **a: self._count("orders", info, a),
             "productVariantsCount": lambda info, **a: self._count("variants", info, a),
@@ -397,6 +428,21 @@ class _Resolvers:
             "productByIdentifier": lambda info, identifier: self.product_by_identifier(identifier),
             **self.mutations.root(),
         }
+
+    def data_scopes(self) -> list[str]:
+        """The access scopes the sandbox grants an app (every read and write it serves)."""
+        return [
+            "read_products",
+            "write_products",
+            "read_inventory",
+            "write_inventory",
+            "read_orders",
+            "write_orders",
+            "read_customers",
+            "read_locations",
+            "read_fulfillments",
+            "write_fulfillments",
+        ]
 
     def customers(self) -> list[dict[str, Any]]:
         """The shop's customers: each order's buyer, with the times of their first and latest
