@@ -801,7 +801,8 @@ class ShopifySandbox(Sandbox):
         return rendered
 
     def control(self, action: str, payload: dict[str, Any]) -> Any:
-        """``update``, ``touch``, ``set_available``, ``counts``, ``reset_log``, base actions."""
+        """``update``, ``touch``, ``set_available``, ``counts``, ``limits``, ``reset_log``, base
+        actions."""
         if action == "update":
             record = self.data.update(
                 payload["entity"],
@@ -819,6 +820,9 @@ class ShopifySandbox(Sandbox):
             return _public(record, "InventoryLevel")
         if action == "counts":
             return self.data.counts()
+        if action == "limits":  # a shop changing plan mid-run (benchmarks, tests)
+            self.bucket.set_limits(payload.get("bucket_size"), payload.get("restore_rate"))
+            return {"bucket_size": self.bucket.capacity, "restore_rate": self.bucket.restore_rate}
         if action == "reset_log":
             self.log.clear()
             return {"ok": True}
