@@ -58,6 +58,10 @@ class Report:
     refill_rate: float | None = None
 
 
+HEADROOM = 0.01
+"""The share of the bucket a spend leaves in it, for clock drift between us and the platform."""
+
+
 class HubBudget:
     """One budget (a platform's bucket for one key), kept in the hub for every process."""
 
@@ -136,7 +140,9 @@ class HubBudget:
             wait = 0.0
             if spend:
                 tat += spend / rate
-                wait = max(0.0, tat - capacity / rate - now)
+                # Send once the bucket holds the cost and a little more: our clock and the
+                # platform's differ by milliseconds, and at a high restore rate that is points.
+                wait = max(0.0, tat - capacity * (1 - HEADROOM) / rate - now)
                 floor = now + wait + spend / rate
                 if paused_until > now:
                     wait = max(wait, paused_until - now + throttle_jitter(paused_until - now))

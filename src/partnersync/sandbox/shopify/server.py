@@ -525,8 +525,12 @@ def actual_cost(selection_set: SelectionSetNode | None, data: Any, coster: CostR
             nodes = value.get("nodes") or [e.get("node") for e in value.get("edges") or []]
             node_selection = _node_selection(item.selection_set)
             total += 2 + sum(1 + actual_cost(node_selection, node, coster) for node in nodes)
-        elif isinstance(value, list):
+        elif isinstance(value, list) and size is not None:
             total += sum(1 + actual_cost(item.selection_set, v, coster) for v in value) or 1
+        elif isinstance(value, list):
+            # A list without a page size is charged as one object when requested, so it is
+            # when delivered: the actual cost never exceeds the requested one.
+            total += 1 + max((actual_cost(item.selection_set, v, coster) for v in value), default=0)
         else:
             total += 1 + actual_cost(item.selection_set, value, coster)
     return total
