@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
@@ -196,3 +197,26 @@ def test_iter_records_streams_decrypted_rows(store: HubStore, entity: str) -> No
     run = start(store, entity)
     commit(store, run, entity, [record(str(i), f'{{"i":{i}}}') for i in range(5)])
     assert sorted(r["i"] for r in store.records.every(entity)) == [0, 1, 2, 3, 4]
+
+
+def test_the_head_read_from_the_migration_files_is_alembics() -> None:
+    """Opening a hub at head skips Alembic; the head it compares with must be Alembic's own."""
+    from partnersync.sync.store.unit import head_revision as read_head
+
+    assert read_head() == head_revision()
+
+
+def test_a_hub_behind_head_is_still_migrated(database_url: str, vault: Vault) -> None:
+    store = HubStore.open(database_url, vault)
+    with store.engine.begin() as connection:
+        connection.execute(text("update alembic_version set version_num = '0008'"))
+        for column in ("resume_token", "walk_started_at", "walk_since"):  # as before 0009
+            connection.execute(text(f"alter table runs drop column {column}"))
+    store.close()
+    again = HubStore.open(database_url, vault)  # 0008 → head adds the column back
+    with again.engine.connect() as connection:
+        version = connection.execute(text("select version_num from alembic_version")).scalar()
+        columns = {c["name"] for c in sa_inspect(connection).get_columns("runs")}
+    assert version == head_revision()
+    assert "walk_since" in columns
+    again.close()
