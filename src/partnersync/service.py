@@ -467,8 +467,8 @@ class Partnersync:
             oauth = spec.oauth
             assert oauth is not None
             fields = self.store.accounts.secrets(name)
-            flow = self._oauth_flow(
-                spec,
+            flow, _ = self._oauth_flow(
+                account["platform"],
                 account["base_url"],
                 fields[oauth.field("client_id")],
                 fields[oauth.field("client_secret")],
@@ -499,7 +499,7 @@ class Partnersync:
 
     def _oauth_flow(
         self,
-        spec: ConnectorSpec,
+        platform: str,
         base_url: str,
         client_id: str,
         client_secret: str,
@@ -509,14 +509,18 @@ class Partnersync:
         oauth_url: str | None = None,
         allow_loopback: bool,
         transport: httpx.AsyncBaseTransport | None = None,
-    ) -> Any:
-        """The platform's OAuth flow for one account (its token calls guarded like the API's)."""
-        assert spec.oauth is not None
+    ) -> tuple[Any, str]:
+        """The platform's OAuth flow for one account (its token calls guarded like the API's),
+        and the account's checked URL; ConfigError for a platform without OAuth."""
+        spec = self.registry.get(platform)
+        if spec.oauth is None:
+            raise ConfigError(f"{platform} has no OAuth flow here; use accounts add")
+        url = self._validate_location(spec, base_url, allow_loopback=allow_loopback)
         oauth_url = oauth_url or spec.oauth.oauth_url
         if oauth_url:
             oauth_url = validate_base_url(oauth_url, allow_loopback=allow_loopback)
-        return spec.oauth.flow(
-            base_url,
+        flow = spec.oauth.flow(
+            url,
             client_id,
             client_secret,
             scopes=scopes,
@@ -524,6 +528,7 @@ class Partnersync:
             oauth_url=oauth_url,
             transport=_guarded(transport, allow_loopback),
         )
+        return flow, url
 
     async def connect_account(
         self,
@@ -545,13 +550,9 @@ class Partnersync:
         merchant there and returns the callback's parameters; the callback is verified (state,
         HMAC, age), the code exchanged, and the token pair stored encrypted with the app's
         credentials."""
-        spec = self.registry.get(platform)
-        if spec.oauth is None:
-            raise ConfigError(f"{platform} has no OAuth flow here; use accounts add")
-        url = self._validate_location(spec, base_url, allow_loopback=allow_loopback)
-        flow = self._oauth_flow(
-            spec,
-            url,
+        flow, url = self._oauth_flow(
+            platform,
+            base_url,
             client_id,
             client_secret,
             scopes=scopes,
@@ -650,14 +651,10 @@ class Partnersync:
     ) -> str:
         """Start an OAuth connection from the connect page: the URL to send the brand to. The
         callback must come back within the hour, to the same signed-in session (``bound_to``)."""
-        spec = self.registry.get(platform)
-        if spec.oauth is None:
-            raise ConfigError(f"{platform} has no OAuth flow here")
         client_id, client_secret, scopes, oauth_url = self.oauth_app(platform)
-        url = self._validate_location(spec, base_url, allow_loopback=allow_loopback)
-        flow = self._oauth_flow(
-            spec,
-            url,
+        flow, url = self._oauth_flow(
+            platform,
+            base_url,
             client_id,
             client_secret,
             scopes=scopes,
@@ -694,10 +691,9 @@ class Partnersync:
             raise AuthenticationError("this connection was started in another session")
         redirect_uri = str(options.pop("redirect_uri", ""))
         allow_loopback = bool(options.pop("allow_loopback", False))
-        spec = self.registry.get(platform)
         client_id, client_secret, scopes, oauth_url = self.oauth_app(platform)
-        flow = self._oauth_flow(
-            spec,
+        flow, _ = self._oauth_flow(
+            platform,
             pending["base_url"],
             client_id,
             client_secret,

@@ -100,6 +100,8 @@ class AuthorizationCodeFlow:
     token_path = "/oauth/token"
     extra_authorize: Mapping[str, str] = {}
     extra_token: Mapping[str, str] = {}
+    takes_oauth_url = True
+    """Whether the endpoints may live on another host than the account's (``oauth_url``)."""
 
     def __init__(
         self,
@@ -113,7 +115,7 @@ class AuthorizationCodeFlow:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.shop_url = shop_url.rstrip("/")
-        self.oauth_url = (oauth_url or self.shop_url).rstrip("/")
+        self.oauth_url = ((self.takes_oauth_url and oauth_url) or self.shop_url).rstrip("/")
         self.client_id = client_id
         self._secret = client_secret
         self.scopes = scopes
@@ -203,27 +205,7 @@ class ShopifyOAuth(AuthorizationCodeFlow):
     authorize_path = "/admin/oauth/authorize"
     token_path = "/admin/oauth/access_token"
     extra_token: Mapping[str, str] = {"expiring": "1"}
-
-    def __init__(
-        self,
-        shop_url: str,
-        client_id: str,
-        client_secret: str,
-        *,
-        scopes: str,
-        redirect_uri: str = "",
-        oauth_url: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        # Shopify's OAuth endpoints are the shop's own: ``oauth_url`` is not used.
-        super().__init__(
-            shop_url,
-            client_id,
-            client_secret,
-            scopes=scopes,
-            redirect_uri=redirect_uri,
-            transport=transport,
-        )
+    takes_oauth_url = False  # the endpoints are the shop's own
 
     def verify_callback(self, params: Mapping[str, str], state: str, now: float) -> str:
         """The ``code`` of a genuine callback; AuthenticationError for a forged, replayed or
