@@ -20,12 +20,13 @@ Security, in the order a request meets it:
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
 import time
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -101,6 +102,22 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def signed_in(
+    handler: Callable[[ConnectPages, Request, dict[str, Any]], Awaitable[Response]],
+) -> Callable[[ConnectPages, Request], Awaitable[Response]]:
+    """A page only for a signed-in admin (others go to the sign-in page); the handler gets the
+    session."""
+
+    @functools.wraps(handler)
+    async def guarded(pages: ConnectPages, request: Request) -> Response:
+        session = await pages.admin(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        return await handler(pages, request, session)
+
+    return guarded
 
 
 class LoginThrottle:
@@ -289,11 +306,9 @@ class ConnectPages:
         return response
 
     # -- accounts -------------------------------------------------------------------------
-    async def accounts_page(self, request: Request) -> Response:
+    @signed_in
+    async def accounts_page(self, request: Request, session: dict[str, Any]) -> Response:
         """Every account with its health."""
-        session = await self.admin(request)
-        if session is None:
-            return RedirectResponse("/login", status_code=303)
         rows = await blocking(account_health, self.service)
         connected = request.query_params.get("connected")
         if connected not in {row["name"] for row in rows}:
@@ -306,11 +321,9 @@ class ConnectPages:
             connected=connected,
         )
 
-    async def check(self, request: Request) -> Response:
+    @signed_in
+    async def check(self, request: Request, session: dict[str, Any]) -> Response:
         """One cheap authenticated call to the account; the page then shows the outcome."""
-        session = await self.admin(request)
-        if session is None:
-            return RedirectResponse("/login", status_code=303)
         if await self.checked_form(request, session) is None:
             return self.refused()
         name = request.path_params["name"]
@@ -360,11 +373,9 @@ class ConnectPages:
         )
         return found
 
-    async def connect_page(self, request: Request) -> Response:
+    @signed_in
+    async def connect_page(self, request: Request, session: dict[str, Any]) -> Response:
         """Pick a platform."""
-        session = await self.admin(request)
-        if session is None:
-            return RedirectResponse("/login", status_code=303)
         platforms = []
         for spec in self.service.registry:
             if spec.location != "http":
@@ -385,11 +396,9 @@ class ConnectPages:
             platforms=platforms,
         )
 
-    async def platform_page(self, request: Request) -> Response:
+    @signed_in
+    async def platform_page(self, request: Request, session: dict[str, Any]) -> Response:
         """The forms for one platform."""
-        session = await self.admin(request)
-        if session is None:
-            return RedirectResponse("/login", status_code=303)
         return self.platform_form(request, session)
 
     def platform_form(
@@ -421,12 +430,10 @@ class ConnectPages:
             note=note,
         )
 
-    async def start(self, request: Request) -> Response:
+    @signed_in
+    async def start(self, request: Request, session: dict[str, Any]) -> Response:
         """Start connecting: OAuth and key handover send the brand to the platform; pasted keys
         are stored and checked at once."""
-        session = await self.admin(request)
-        if session is None:
-            return RedirectResponse("/login", status_code=303)
         form = await self.checked_form(request, session)
         if form is None:
             return self.refused()
@@ -454,16 +461,7 @@ class ConnectPages:
                     )
                 )
                 _, _, scopes, _ = self.service.oauth_app(platform)
-                return self.render(
-                    "continue.html",
-                    user=session["username"],
-                    csrf=session["csrf_token"],
-                    label=LABELS.get(platform, platform),
-                    name=name,
-                    scopes=scopes,
-                    url=authorize_url,
-                    host=urlsplit(authorize_url).netloc,
-                )
+                return self._continue(session, platform, name, scopes, authorize_url)
             if kind == "handover":
                 handover_url, _ = await blocking(
                     lambda: self.service.start_key_handover(
@@ -474,16 +472,7 @@ class ConnectPages:
                         allow_loopback=self.allow_loopback,
                     )
                 )
-                return self.render(
-                    "continue.html",
-                    user=session["username"],
-                    csrf=session["csrf_token"],
-                    label=LABELS.get(platform, platform),
-                    name=name,
-                    scopes="read_write",
-                    url=handover_url,
-                    host=urlsplit(handover_url).netloc,
-                )
+                return self._continue(session, platform, name, "read_write", handover_url)
             spec = self.service.registry.get(platform)
             fields = {f: str(form.get(f"secret_{f}", "")) for f in spec.secret_fields}
             if self.service.redactor is not None:
@@ -504,6 +493,22 @@ class ConnectPages:
         log.info("connect page: account %s (%s) added with pasted keys", name, platform)
         await self._first_check(name)
         return RedirectResponse(f"/?connected={name}", status_code=303)
+
+    def _continue(
+        self, session: Mapping[str, Any], platform: str, name: str, scopes: str, url: str
+    ) -> Response:
+        """The page sending the brand to the platform to approve (no redirect: a form may
+        only lead back here)."""
+        return self.render(
+            "continue.html",
+            user=session["username"],
+            csrf=session["csrf_token"],
+            label=LABELS.get(platform, platform),
+            name=name,
+            scopes=scopes,
+            url=url,
+            host=urlsplit(url).netloc,
+        )
 
     async def oauth_callback(self, request: Request) -> Response:
         """The platform sends the brand back: verify, exchange, store, check."""
