@@ -6,9 +6,7 @@ the same result, without loss."""
 
 from __future__ import annotations
 
-import base64
 import logging
-import secrets
 import signal
 from pathlib import Path
 from typing import Any
@@ -17,11 +15,10 @@ import pytest
 from sqlalchemy import text
 
 from partnersync.auth.vault import Vault
-from partnersync.config import init_project
 from partnersync.sandbox.shopify import ShopifySandbox
 from partnersync.service import Partnersync
 from tests.conftest import make_service, new_vault, wire_shop
-from tests.integration.test_crash_resume import run_cli
+from tests.integration.test_crash_resume import run_cli, shop_project
 
 pytestmark = pytest.mark.anyio
 
@@ -112,13 +109,9 @@ async def test_a_bulk_operation_that_fails_or_expires_falls_back_to_paging(
 def test_a_process_killed_while_reading_the_result_goes_on_without_loss(
     tmp_path: Path, shop: ShopifySandbox, expire_between: bool
 ) -> None:
-    keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    project = tmp_path / "project"
-    init_project(project)
-    url = f"sqlite:///{project / 'hub.db'}"
-    service = make_service(project, Vault.parse(keys), database_url=url)
-    wire_shop(service, shop, bulk="always", page_size=8, bulk_poll_seconds=0.05)
-    service.close()
+    project, keys, url = shop_project(
+        tmp_path, shop, bulk="always", page_size=8, bulk_poll_seconds=0.05
+    )
     total = len(shop.data.tables["orders"])
 
     killed = run_cli(

@@ -37,6 +37,19 @@ def run_cli(
     )
 
 
+def shop_project(tmp_path: Path, shop: ShopifySandbox, **options: object) -> tuple[Path, str, str]:
+    """A project whose account ``shop`` is the sandbox (with connector ``options``), run by
+    CLI processes: (project, key ring, hub URL)."""
+    keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    project = tmp_path / "project"
+    init_project(project)
+    url = f"sqlite:///{project / 'hub.db'}"
+    service = make_service(project, Vault.parse(keys), database_url=url)
+    wire_shop(service, shop, **options)
+    service.close()
+    return project, keys, url
+
+
 @pytest.mark.parametrize(
     "failpoint",
     [
@@ -130,13 +143,7 @@ def test_an_inventory_walk_killed_again_and_again_goes_on_from_its_last_page(
     """Inventory cannot be sorted by update time, so its cursor moves only when a walk ends;
     each killed run leaves its page token, and the next one goes on from there (issue 7: 14
     killed pulls in a row used to re-read all 2,577 levels)."""
-    keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    project = tmp_path / "project"
-    init_project(project)
-    url = f"sqlite:///{project / 'hub.db'}"
-    service = make_service(project, Vault.parse(keys), database_url=url)
-    wire_shop(service, shop, page_size=ITEMS_PER_PAGE)
-    service.close()
+    project, keys, url = shop_project(tmp_path, shop, page_size=ITEMS_PER_PAGE)
     items = len(shop.data.tables["inventory_items"])
     levels = len(shop.data.tables["inventory_levels"])
     pages = -(-items // ITEMS_PER_PAGE)
@@ -183,13 +190,7 @@ def test_a_walk_interrupted_by_a_crash_mid_page_resumes_from_the_last_committed_
 ) -> None:
     """SIGKILL after page k of m is fetched but before it commits: the rerun asks for at most
     m − k + 1 pages."""
-    keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    project = tmp_path / "project"
-    init_project(project)
-    url = f"sqlite:///{project / 'hub.db'}"
-    service = make_service(project, Vault.parse(keys), database_url=url)
-    wire_shop(service, shop, page_size=ITEMS_PER_PAGE)
-    service.close()
+    project, keys, url = shop_project(tmp_path, shop, page_size=ITEMS_PER_PAGE)
     pages = -(-len(shop.data.tables["inventory_items"]) // ITEMS_PER_PAGE)
     killed_at = 4
     killed = run_cli(

@@ -147,9 +147,10 @@ def test_a_thousand_hostile_deliveries_apply_each_valid_one_once(tmp_path: Path)
             probe.close()
 
 
-def anyio_pull(root: Path, keys: str) -> None:
+def anyio_pull(root: Path, keys: str, account: str = "shop") -> None:
+    """``sync pull ACCOUNT orders`` in its own process; it must succeed."""
     pull = subprocess.run(
-        [sys.executable, "-m", "partnersync", "-p", str(root), "sync", "pull", "shop", "orders"],
+        [sys.executable, "-m", "partnersync", "-p", str(root), "sync", "pull", account, "orders"],
         env={**os.environ, "PARTNERSYNC_KEYS": keys},
         capture_output=True,
         text=True,
@@ -262,15 +263,7 @@ def test_a_woocommerce_store_delivers_through_the_webhook_its_own_client_created
         )
         service.close()
         (root / "partnersync.toml").write_text(f'[hub]\ndatabase = "sqlite:///{root / "hub.db"}"\n')
-        pull = subprocess.run(
-            [sys.executable, "-m", "partnersync", "-p", str(root), "sync", "pull", "woo", "orders"],
-            env={**os.environ, "PARTNERSYNC_KEYS": keys},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert pull.returncode == 0, pull.stderr
+        anyio_pull(root, keys, "woo")
         client = API(
             url=store.url,
             consumer_key=store.consumer_key,
