@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import httpx
 
 from partnersync.auth.oauth2 import TokenKeeper, TokenSet
-from partnersync.auth.vault import KEYS_ENV, Vault
+from partnersync.auth.vault import FOLLOW_INTERVAL, KEYS_ENV, Vault
 from partnersync.clock import Clock, SystemClock
 from partnersync.config import JobConfig, Project, validate_base_url, validate_directory
 from partnersync.connectors.base import AccountInfo, Connector, ConnectorSpec
@@ -45,6 +45,12 @@ log = logging.getLogger("partnersync")
 
 TOKEN_LOCK_WAIT = 60.0
 """Seconds a process waits for a sibling refreshing the same account's token."""
+
+ROTATION_GRACE = 0.5
+"""Seconds after a running process has surely seen a new key file before ``keys rotate``'s last
+sweep (the page it was sealing commits meanwhile)."""
+ROTATION_SWEEP_LIMIT = 10.0
+"""Seconds ``keys rotate`` keeps sweeping past that before it gives up and says so."""
 
 STATUS_ORDER = ("failed", "interrupted", "abandoned", "partial", "succeeded")
 """Worst first: a job run's status is the worst of its runs'."""
@@ -152,17 +158,23 @@ class KeyAdmin:
             ]
             Vault.write_key_file(self.project.key_file, [Vault.new_key_entry(new_id), *lines])
             vault = Vault.load(self.project.key_file)
+        written = time.monotonic()
         hub = self._hub(vault)
         if hub is None:
             return vault.primary, 0
         try:
             moved = hub.keys.reencrypt()
-            # A sync running meanwhile may have sealed a value under the old key just before
-            # it saw the new key file: sweep again until none is left.
-            for _ in range(5):
+            # A sync running meanwhile looks at the key file once per FOLLOW_INTERVAL, so until
+            # that has passed (and the page it was sealing has committed) it may still seal
+            # under the old key: sweep until then, and until a sweep finds nothing.
+            settled = written + FOLLOW_INTERVAL + ROTATION_GRACE
+            while True:
                 again = hub.keys.reencrypt()
                 moved += again
-                if not again:
+                if not again and time.monotonic() > settled:
+                    break
+                if time.monotonic() > settled + ROTATION_SWEEP_LIMIT:
+                    log.warning("values are still being sealed under the old key: run again")
                     break
                 time.sleep(0.2)
             return vault.primary, moved
