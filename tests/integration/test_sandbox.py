@@ -43,12 +43,16 @@ def test_unknown_path_is_404(client: httpx.Client) -> None:
 
 def test_requested_cost_matches_the_worked_example_and_is_refunded(client: httpx.Client) -> None:
     body = gql(
-        client, "{ products(first: 10) { nodes { title variants(first: 5) { nodes { price } } } } }"
+        client,
+        "{ products(first: 250) { nodes { title variants(first: 5) { nodes { price } } } } }",
     )
     cost = body["extensions"]["cost"]
-    assert cost["requestedQueryCost"] == 82
-    # Most generated products have fewer than 5 variants: the actual cost is lower.
-    assert cost["actualQueryCost"] < 82
+    # 2 + floor(2 ln 250) = 11 × (1 + 2 + floor(2 ln 5) = 3 × 1)
+    assert cost["requestedQueryCost"] == 68
+    # The shop has fewer than 250 products: the actual cost is lower, and refunded.
+    delivered = len(body["data"]["products"]["nodes"])
+    assert delivered < 250
+    assert cost["actualQueryCost"] < 68
     status = cost["throttleStatus"]
     assert status["maximumAvailable"] == 1000.0
     assert status["currentlyAvailable"] <= 1000.0
@@ -56,7 +60,9 @@ def test_requested_cost_matches_the_worked_example_and_is_refunded(client: httpx
 
 def test_a_query_over_the_single_query_maximum_is_refused(client: httpx.Client) -> None:
     body = gql(
-        client, "{ products(first: 250) { nodes { variants(first: 250) { nodes { id } } } } }"
+        client,
+        "{ products(first: 250) { nodes { variants(first: 250) { nodes { inventoryItem {"
+        " inventoryLevels(first: 250) { nodes { location { id } } } } } } } } }",
     )
     [error] = body["errors"]
     assert error["extensions"]["code"] == "MAX_COST_EXCEEDED"
@@ -101,16 +107,16 @@ def test_updated_at_search_and_keyset_paging_cover_everything_once(
 
 
 def test_the_bucket_throttles_and_reports_how_to_wait() -> None:
-    with ShopifySandbox(token=SHOP_TOKEN, bucket_size=100.0, restore_rate=1.0) as tiny:
+    with ShopifySandbox(token=SHOP_TOKEN, bucket_size=20.0, restore_rate=1.0) as tiny:
         http = httpx.Client(base_url=tiny.url, headers={"X-Shopify-Access-Token": SHOP_TOKEN})
-        query = "{ products(first: 40) { nodes { id } } }"  # requests 42 points
+        query = "{ products(first: 40) { nodes { id } } }"  # requests 2 + floor(2 ln 40) = 9
         first, second, third = (http.post(PATH, json={"query": query}).json() for _ in range(3))
         http.close()
     assert "errors" not in first
     assert "errors" not in second
     assert third["errors"][0]["extensions"]["code"] == "THROTTLED"
     assert third["extensions"]["cost"]["actualQueryCost"] is None
-    assert third["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] < 42
+    assert third["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] < 9
 
 
 def test_control_api_changes_records_and_injects_faults(

@@ -20,21 +20,24 @@ from tests.conftest import SHOP_TOKEN, make_service, wire_shop
 
 pytestmark = pytest.mark.anyio
 
-BUCKET = 1000.0
-RESTORE = 4000.0  # points per second: a scaled-up plan keeps this test to a few seconds
+BUCKET = 200.0
+RESTORE = 800.0  # points per second: a scaled-up plan keeps this test to a few seconds
+PAGE = 10
+"""Small pages (about 60 points each by Shopify's logarithmic connection costs): many requests,
+each a fraction of the bucket."""
 
 
 @pytest.fixture
 def tight_shop() -> Iterator[ShopifySandbox]:
     with ShopifySandbox(
-        token=SHOP_TOKEN, bucket_size=BUCKET, restore_rate=RESTORE, products=150
+        token=SHOP_TOKEN, bucket_size=BUCKET, restore_rate=RESTORE, products=100
     ) as sandbox:
         yield sandbox
 
 
 async def pull_inventory(tmp_path: Path, vault: Vault, shop: ShopifySandbox, **options: Any) -> Any:
     service = make_service(tmp_path, vault)
-    wire_shop(service, shop, **options)
+    wire_shop(service, shop, page_size=PAGE, **options)
     summary = await service.pull("shop", "inventory")
     service.close()
     return summary
@@ -93,7 +96,7 @@ def _throttled_with(
     projects: list[Path], keys: str, shop: ShopifySandbox, *, must_finish: bool = True
 ) -> int:
     shop.log.clear()
-    shop.bucket.set_limits(capacity=1000.0, restore_rate=2000.0)
+    shop.bucket.set_limits(capacity=300.0, restore_rate=600.0)
     time.sleep(0.6)  # the bucket refills to full before the race
     processes = [
         _pull_in_a_process(project, keys, entity)
@@ -113,7 +116,7 @@ def test_two_processes_on_one_hub_share_the_shop_bucket_and_are_never_throttled(
     whole bucket is its own) are throttled on the same race."""
     keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     with ShopifySandbox(
-        token=SHOP_TOKEN, bucket_size=1000.0, restore_rate=2000.0, products=60, orders=75
+        token=SHOP_TOKEN, bucket_size=300.0, restore_rate=600.0, products=60, orders=75
     ) as shop:
         shared = _project(tmp_path / "one", keys, shop, database_url)
         assert _throttled_with([shared, shared], keys, shop) == 0

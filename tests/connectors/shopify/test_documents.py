@@ -26,23 +26,30 @@ def test_a_broken_document_is_caught_by_the_same_check() -> None:
 
 
 WORKED_EXAMPLES = [
-    # shopify.dev's worked example: 2 + 10 × (1 + 2 + 5 × 1)
-    ("{ products(first: 10) { nodes { title variants(first: 5) { nodes { price } } } } }", 82),
+    # A real shop's answer (community.shopify.dev thread 23101): product 1 + variants
+    # 2 + floor(2 ln 250) = 11 × (variant 1 + inventoryItem 1) = 25; a linear rule says 503.
+    (
+        '{ product(id: "x") { variants(first: 250) { nodes { inventoryItem { id tracked } } } } }',
+        25,
+    ),
+    # Connections scale logarithmically: 2 + floor(2 ln 10) = 4 × (1 + 2 + floor(2 ln 5) = 3 × 1)
+    ("{ products(first: 10) { nodes { title variants(first: 5) { nodes { price } } } } }", 26),
     ("{ shop { name currencyCode } }", 1),  # an object 1, scalars free
-    ("{ orders(first: 3) { pageInfo { hasNextPage } edges { node { id } } } }", 5),
+    ("{ orders(first: 3) { pageInfo { hasNextPage } edges { node { id } } } }", 4),
     ('mutation { productDelete(input: {id: "x"}) { userErrors { field } } }', 10),
     # An interface field costs the maximum of its possible selections, not their sum:
-    # node is 1, a Product is 1 + its variants connection (2 + 2 × 1), a variant 1 + product 1.
+    # node is 1, a Product its variants connection (2 + 1 × 1), a variant its product 1.
     (
         '{ node(id: "x") { id ... on Product { title variants(first: 2) { nodes { id } } } '
         "... on ProductVariant { price product { id } } } }",
-        5,
+        4,
     ),
-    # Fragments on the same type add up (they all apply to the node).
+    # Fragments on the same type add up (they all apply to the node); a sized list scales
+    # like a connection without the 2: options(first: 3) is floor(2 ln 3) = 2 × 1.
     (
         '{ node(id: "x") { ... on Product { options(first: 3) { id } } '
         "... on Product { category { id } } } }",
-        1 + 3 + 1,
+        1 + 2 + 1,
     ),
 ]
 
@@ -60,7 +67,7 @@ def test_cost_rules_for_objects_lists_and_mutations() -> None:
     # pageInfo is free; edges/node count like nodes
     assert (
         requested_cost("{ orders(first: 3) { pageInfo { hasNextPage } edges { node { id } } } }")
-        == 5
+        == 4
     )
     assert (
         requested_cost('mutation { productDelete(input: {id: "x"}) { userErrors { field } } }')

@@ -731,9 +731,10 @@ class ShopifyConnector(Connector):
         body: dict[str, Any],
     ) -> dict[str, Any]:
         """The next page's request, its nested ``first`` sized from what the shop really has
-        (enough for 95 % of the records seen so far; the rest are completed through
-        ``node(id:)``) and its page size grown into the cost that frees: requested cost then
-        tracks actual cost. A nested size set in the account's options is kept."""
+        (the most any record seen so far had: a larger batch costs only logarithmically more,
+        while a record that overflows it costs a ``node(id:)`` request of its own) and its
+        page size grown into the cost that frees: requested cost then tracks actual cost. A
+        nested size set in the account's options is kept."""
         if entity in self._nested_fixed:
             return body
         seen = self._nested_seen[entity]
@@ -741,7 +742,7 @@ class ShopifyConnector(Connector):
             nested = node.get(stream.nested_field)
             if isinstance(nested, dict) and isinstance(nested.get("nodes"), list):
                 seen[len(nested["nodes"])] += 1
-        wanted = _covering(seen, 0.95)
+        wanted = _covering(seen, 1.0)
         variables = dict(body.get("variables") or {})
         if wanted == variables.get(stream.nested_variable):
             return body

@@ -1,12 +1,16 @@
 """Shopify GraphQL Admin requested-cost calculation, done before sending a query.
 
-The rules (``../shared/platforms/shopify.md``, shopify.dev "GraphQL Admin API rate limits"):
-scalars and enums cost 0, an object 1, a connection ``2 + first × (cost of one node)``, nested
-connections multiply, ``pageInfo`` is free; a mutation costs 10. A list of objects that takes
-``first`` (e.g. ``Order.fulfillments``) costs ``first × (cost of one item)``; one without counts
-as a single object. The worked example from the docs,
-``products(first: 10) { nodes { title variants(first: 5) { nodes { price } } } }``, costs 82.
-An interface or union field costs the maximum of its possible selections, not their sum.
+The rules (shopify.dev "GraphQL Admin API rate limits", "Cost calculation"): scalars and enums
+cost 0, an object 1, a connection is "sized by ``first`` and ``last``", ``pageInfo`` is free, a
+mutation costs 10, an interface or union field the maximum of its possible selections (not their
+sum). Shopify scales connections logarithmically, not linearly ("we do incorporate logarithmic
+scaling into connection fields", Shopify staff on community.shopify.dev, thread 24364): a
+connection costs ``2 + ⌊2·ln(max(2, first))⌋ × (cost of one node)``, so ``first: 250`` multiplies
+by 11, not 250. A real shop answered ``product(id:) { variants(first: 250) { nodes {
+inventoryItem { id tracked } } } }`` with ``requestedQueryCost`` 25 (community.shopify.dev thread
+23101): 1 + 2 + 11 × 2 by this rule, 503 by the linear rule third-party guides give. A list of
+objects taking ``first`` (``Customer.addresses``) is sized the same way without the 2; one
+without counts as a single object.
 
 The connector uses this to size pages under the 1,000-point single-query maximum and to pace
 itself. The sandbox charges its bucket with its own implementation of the documented rules
@@ -15,6 +19,7 @@ itself. The sandbox charges its bucket with its own implementation of the docume
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -27,6 +32,13 @@ if TYPE_CHECKING:
 MUTATION_COST = 10
 SINGLE_QUERY_MAX_COST = 1000
 MAX_PAGE_SIZE = 250
+
+
+def size_multiplier(size: int) -> int:
+    """How many times a connection or list of ``size`` items charges one item's cost."""
+    if size <= 0:
+        return 0
+    return math.floor(2 * math.log(max(2, min(size, MAX_PAGE_SIZE))))
 
 
 @lru_cache(maxsize=256)
@@ -95,9 +107,9 @@ class _Coster:
         size = self.page_size(node)
         names = {s.name.value for s in node.selection_set.selections if isinstance(s, FieldNode)}
         if size is not None and names & {"nodes", "edges"}:
-            return 2 + size * self.connection_node(node.selection_set)
+            return 2 + size_multiplier(size) * self.connection_node(node.selection_set)
         if size is not None:
-            return size * (1 + self.selection(node.selection_set))
+            return size_multiplier(size) * (1 + self.selection(node.selection_set))
         return 1 + self.selection(node.selection_set)
 
     def connection_node(self, selection_set: SelectionSetNode) -> int:
@@ -135,14 +147,23 @@ def largest_page(
     max_cost: int = SINGLE_QUERY_MAX_COST,
     hard_cap: int = MAX_PAGE_SIZE,
 ) -> int:
-    """The largest ``page_variable`` keeping the query's requested cost within ``max_cost``."""
-    one = requested_cost(document, {**variables, page_variable: 1})
-    two = requested_cost(document, {**variables, page_variable: 2})
-    per_item = two - one
-    if per_item <= 0:
+    """The largest ``page_variable`` keeping the query's requested cost within ``max_cost``.
+
+    The cost only grows with the page size (in steps, by the logarithmic multiplier), so the
+    answer is found by bisection."""
+
+    def cost(size: int) -> int:
+        return requested_cost(document, {**variables, page_variable: size})
+
+    if cost(1) > max_cost:
+        raise ValueError(f"a single item already costs {cost(1)} points, over {max_cost}")
+    if cost(hard_cap) <= max_cost:
         return hard_cap
-    fixed = one - per_item
-    size = (max_cost - fixed) // per_item
-    if size < 1:
-        raise ValueError(f"a single item already costs {one} points, over {max_cost}")
-    return int(min(hard_cap, size))
+    low, high = 1, hard_cap  # cost(low) fits, cost(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if cost(middle) <= max_cost:
+            low = middle
+        else:
+            high = middle
+    return low

@@ -1,12 +1,14 @@
 """The sandbox's own reading of Shopify's query-cost rules (never the connector's calculator).
 
-From shopify.dev, "GraphQL Admin API rate limits" → "Cost calculation" (notes in
-``shared/platforms/shopify.md``): a scalar or enum costs 0, an object 1, a connection
-``2 + first × (one node)``, nested connections multiply, ``pageInfo`` is free, a mutation
-costs 10; a field of an interface or union type costs the **maximum** of its possible
-selections, not their sum. The sandbox charges its bucket with these numbers, so a connector
-that sizes its pages with a wrong calculator gets THROTTLED or "max cost exceeded" answers in
-tests instead of agreeing with itself.
+From shopify.dev, "GraphQL Admin API rate limits" → "Cost calculation": a scalar or enum
+costs 0, an object 1, a mutation 10, ``pageInfo`` nothing, a field of an interface or union
+type the **maximum** of its possible selections, not their sum; a connection is sized by
+``first``/``last`` with logarithmic scaling (Shopify staff, community.shopify.dev thread
+24364): ``2 + floor(2 ln max(2, n)) × (one node)`` for ``n`` items asked. That reproduces what
+a real shop answered for ``product(id:) { variants(first: 250) { nodes { inventoryItem { id
+tracked } } } }``: 25 points (thread 23101). Nested connections multiply. The sandbox charges
+its bucket with these numbers, so a connector that sizes its pages with a wrong calculator gets
+THROTTLED or "max cost exceeded" answers in tests instead of agreeing with itself.
 
 Selections are told apart by their type condition: fragments on one type add up (they all
 apply to a node of that type), fragments on different types are alternatives (a node is one of
@@ -15,6 +17,7 @@ them) and the most expensive one counts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +39,16 @@ from graphql import (
 
 MUTATION_POINTS = 10
 MAX_QUERY_POINTS = 1000
+LARGEST_PAGE = 250
+
+
+def scaled(items: int) -> int:
+    """The factor ``items`` nodes of a connection (or a sized list) charge their cost by."""
+    if items < 1:
+        return 0
+    if items < 3:
+        return 1  # floor(2 ln 2) = 1: one or two items cost one item
+    return int(2 * math.log(min(items, LARGEST_PAGE)))
 
 
 @lru_cache(maxsize=256)
@@ -108,7 +121,7 @@ class CostRules:
         return common + max(per_type.values(), default=0)
 
     def of_field(self, node: FieldNode) -> int:
-        """A field's points: scalar 0, object 1 + its selection, connection by page size."""
+        """A field's points: scalar 0, object 1 + its selection, connection scaled by page size."""
         if node.selection_set is None or node.name.value == "pageInfo":
             return 0
         size = self.page_size(node)
@@ -116,8 +129,8 @@ class CostRules:
             return 1 + self.of_selection(node.selection_set)
         inner = {s.name.value: s for s in node.selection_set.selections if isinstance(s, FieldNode)}
         if "nodes" in inner or "edges" in inner:
-            return 2 + size * self.of_node(inner)
-        return size * (1 + self.of_selection(node.selection_set))
+            return 2 + scaled(size) * self.of_node(inner)
+        return scaled(size) * (1 + self.of_selection(node.selection_set))
 
     def of_node(self, inner: Mapping[str, FieldNode]) -> int:
         """One node of a connection, selected through ``nodes`` or ``edges { node }``."""

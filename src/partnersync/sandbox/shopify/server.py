@@ -52,7 +52,13 @@ from graphql import (
 
 from partnersync.sandbox.framework import DROP, Reply, Sandbox, json_reply
 from partnersync.sandbox.shopify.bulk import BulkOperations
-from partnersync.sandbox.shopify.cost import MAX_QUERY_POINTS, CostRules, parsed, requested_points
+from partnersync.sandbox.shopify.cost import (
+    MAX_QUERY_POINTS,
+    CostRules,
+    parsed,
+    requested_points,
+    scaled,
+)
 from partnersync.sandbox.shopify.data import ShopifyData, gid_number
 from partnersync.sandbox.shopify.fill import filling_resolver
 from partnersync.sandbox.shopify.mutations import ShopifyMutations, fulfillment_orders
@@ -505,7 +511,8 @@ class _Resolvers:
 
 
 def actual_cost(selection_set: SelectionSetNode | None, data: Any, coster: CostRules) -> int:
-    """Cost of what was actually returned: connections charge per node delivered."""
+    """Cost of what was actually returned: a connection is scaled by the nodes it delivered
+    (the dearest node standing for each), so the actual cost never exceeds the requested."""
     if selection_set is None or not isinstance(data, dict):
         return 0
     total = 0
@@ -524,9 +531,11 @@ def actual_cost(selection_set: SelectionSetNode | None, data: Any, coster: CostR
         if isinstance(value, dict) and size is not None and ("nodes" in value or "edges" in value):
             nodes = value.get("nodes") or [e.get("node") for e in value.get("edges") or []]
             node_selection = _node_selection(item.selection_set)
-            total += 2 + sum(1 + actual_cost(node_selection, node, coster) for node in nodes)
+            each = max((actual_cost(node_selection, node, coster) for node in nodes), default=0)
+            total += 2 + scaled(len(nodes)) * (1 + each)
         elif isinstance(value, list) and size is not None:
-            total += sum(1 + actual_cost(item.selection_set, v, coster) for v in value) or 1
+            each = max((actual_cost(item.selection_set, v, coster) for v in value), default=0)
+            total += scaled(len(value)) * (1 + each) or 1
         elif isinstance(value, list):
             # A list without a page size is charged as one object when requested, so it is
             # when delivered: the actual cost never exceeds the requested one.
