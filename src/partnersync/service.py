@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio
 import httpx
 
 from partnersync.auth.oauth2 import TokenKeeper, TokenSet
@@ -987,10 +988,9 @@ class Partnersync:
         force: bool,
     ) -> None:
         if job.pull_sources:
-            for source in job.sources:
-                if self.stop.requested:
-                    return
-                results.append(await self.pull(source, job.entity))
+            await self._pull_sources(job, results)
+            if self.stop.requested:
+                return
         state = TARGET_STATE[job.entity]
         for target in job.targets:
             if self.stop.requested:
@@ -999,6 +999,31 @@ class Partnersync:
                 results.append(await self._refresh(target, state))
             options = self.push_options(target, job.entity, job=name, dry_run=dry_run, force=force)
             results.append(await self.push(target, job.entity, options, refresh=False))
+
+    async def _pull_sources(self, job: JobConfig, results: list[RunSummary | PushSummary]) -> None:
+        """Pull every source of ``job``, ``sync.concurrent_pulls`` at a time, adding their
+        summaries to ``results`` in the sources' order. A source that raises stops the job:
+        pulls under way finish (each commits its own pages), none starts after it, and the
+        error is raised once they have."""
+        limiter = anyio.CapacityLimiter(self.project.config.sync.concurrent_pulls)
+        summaries: dict[str, RunSummary] = {}
+        errors: list[Exception] = []
+
+        async def pull_one(source: str) -> None:
+            async with limiter:
+                if self.stop.requested or errors:
+                    return
+                try:
+                    summaries[source] = await self.pull(source, job.entity)
+                except Exception as exc:  # raised once the pulls under way have finished
+                    errors.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for source in job.sources:
+                group.start_soon(pull_one, source)
+        results.extend(summaries[s] for s in job.sources if s in summaries)
+        if errors:
+            raise errors[0]
 
     async def replay(self, letter_ids: Sequence[int]) -> list[tuple[int, str]]:
         """Retry dead letters from the current state; returns (id, what happened) for each.

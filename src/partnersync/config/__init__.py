@@ -70,6 +70,9 @@ class SyncConfig(_Strict):
     lease_seconds: float = Field(default=60.0, ge=0.5)
     """How long a run's lease lives without a heartbeat (renewed every third of it): a run
     whose process died is taken over after at most this long."""
+    concurrent_pulls: int = Field(default=16, ge=1, le=256)
+    """How many of a job's sources are pulled at once: a job over hundreds of shops waits on
+    the network, not on each shop in turn. Each source keeps its own rate budget."""
 
 
 class AppConfig(_Strict):
