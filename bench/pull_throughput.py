@@ -12,11 +12,10 @@ Standard-plan shop instead.
 
 Each row also reports the query points the sandbox charged (read from its own request log),
 per second, as a share of the restore rate (the permitted rate: 1.0 = every point Shopify
-would restore was used), and the throttled answers. ``--bulk always`` reads through a bulk
-operation instead of paging.
-
-Peers (tap-shopify, dlt) are not compared yet: they need the legacy REST endpoints and fields
-the sandbox does not serve yet.
+would restore was used), the throttled answers, and our process's peak RSS so far (run one
+``--entities`` at a time to compare sizes, e.g. ``--products 10000`` against ``--products
+200000``). ``--bulk always`` reads through a bulk operation instead of paging. Peers are
+compared in ``bench/peers.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import base64
 import contextlib
 import os
 import re
+import resource
 import secrets
 import subprocess
 import sys
@@ -91,6 +91,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--restore-rate", type=float, default=1_000_000.0)
     parser.add_argument("--bulk", choices=("auto", "always", "never"), default="never")
+    parser.add_argument(
+        "--entities",
+        default="products,inventory,orders",
+        help="comma-separated; one entity alone makes the peak RSS that entity's",
+    )
     args = parser.parse_args()
 
     token = secrets.token_urlsafe(16)
@@ -121,9 +126,10 @@ def main() -> None:
         print(f"cores: {os.cpu_count()}, restore rate: {args.restore_rate:g}, bulk: {args.bulk}")
         print(
             f"{'entity':<10} {'records':>8} {'seconds':>8} {'rec/s':>8} {'requests':>8} "
-            f"{'ours cpu':>9} {'sandbox cpu':>11} {'pts/s÷rate':>10} {'throttled':>9}"
+            f"{'ours cpu':>9} {'sandbox cpu':>11} {'pts/s÷rate':>10} {'throttled':>9} "
+            f"{'peak RSS':>9}"
         )
-        for entity in ("products", "inventory", "orders"):
+        for entity in args.entities.split(","):
             read, _, _ = charged(log, 0)
             sandbox_before = cpu_seconds(pid)
             ours_before = time.process_time()
@@ -138,7 +144,8 @@ def main() -> None:
             print(
                 f"{entity:<10} {records:>8} {wall:>8.2f} {records / wall:>8.0f} "
                 f"{summary.progress.requests:>8} {ours:>8.2f}s {theirs:>10.2f}s "
-                f"{points / wall / args.restore_rate:>10.2f} {throttled:>9}{flag}"
+                f"{points / wall / args.restore_rate:>10.2f} {throttled:>9} "
+                f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024:>5} MiB{flag}"
             )
         service.close()
 

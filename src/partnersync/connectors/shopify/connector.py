@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -179,7 +178,8 @@ class ShopifyConnector(Connector):
             entity: int(options.get(name, NESTED_FIRST)) for entity, name in nested_options.items()
         }
         self._nested_fixed = {e for e, name in nested_options.items() if name in options}
-        self._nested_seen: dict[str, Counter[int]] = {e: Counter() for e in nested_options}
+        self._nested_most = dict.fromkeys(nested_options, 0)
+        """The most nested records (variants, levels, line items) any record seen had."""
         self.limiter: RateBudget | None = (
             self.rate_budget(
                 urlsplit(account.base_url).netloc,  # Shopify counts per app and shop
@@ -737,12 +737,13 @@ class ShopifyConnector(Connector):
         nested size set in the account's options is kept."""
         if entity in self._nested_fixed:
             return body
-        seen = self._nested_seen[entity]
         for node in nodes:
             nested = node.get(stream.nested_field)
             if isinstance(nested, dict) and isinstance(nested.get("nodes"), list):
-                seen[len(nested["nodes"])] += 1
-        wanted = _covering(seen, 1.0)
+                self._nested_most[entity] = max(self._nested_most[entity], len(nested["nodes"]))
+        if not self._nested_most[entity]:
+            return body  # nothing seen yet: keep the first batch's size
+        wanted = min(self._nested_most[entity], MAX_PAGE_SIZE)
         variables = dict(body.get("variables") or {})
         if wanted == variables.get(stream.nested_variable):
             return body
@@ -776,20 +777,6 @@ class ShopifyConnector(Connector):
                 raise BadResponseError(f"{node['id']}: response has no {field} connection")
             connection["nodes"].extend(more["nodes"])
         connection["pageInfo"] = {"hasNextPage": False, "endCursor": None}
-
-
-def _covering(counts: Counter[int], share: float) -> int:
-    """The smallest size holding ``share`` of the observed nested counts (at least 1, at most
-    the 250 a connection gives)."""
-    total = sum(counts.values())
-    if not total:
-        return NESTED_FIRST
-    needed, running = share * total, 0
-    for size in sorted(counts):
-        running += counts[size]
-        if running >= needed:
-            return max(1, min(size, MAX_PAGE_SIZE))
-    return MAX_PAGE_SIZE
 
 
 class _ResultGone(PlatformUnavailableError):
