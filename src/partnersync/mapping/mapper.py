@@ -49,12 +49,34 @@ _DATA_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, Ari
 
 def get_path(record: Any, path: str) -> Any:
     """Read a dotted path (``totalPriceSet.shopMoney.amount``); a missing step gives ``None``."""
+    return _walk(record, path.split("."))
+
+
+def _walk(record: Any, steps: Sequence[str]) -> Any:
     value = record
-    for step in path.split("."):
-        if not isinstance(value, Mapping):
+    for step in steps:
+        # Platform JSON is plain dicts: the exact type check is the fast path.
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(step)
     return value
+
+
+_METHODS: dict[type, tuple[tuple[str, tuple[str, ...]], ...]] = {}
+
+
+def _mapping_methods(mapper: type) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(attribute name, target fields) of a mapper class's computed-field methods, found once
+    per class."""
+    found = _METHODS.get(mapper)
+    if found is None:
+        found = tuple(
+            (name, targets)
+            for name in dir(mapper)
+            if (targets := getattr(getattr(mapper, name), "__mapping_targets__", None)) is not None
+        )
+        _METHODS[mapper] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -131,12 +153,18 @@ class Mapper(Generic[ModelT]):
     ) -> None:
         self.context = context
         self.overrides = dict(overrides or {})
-        self._methods: list[tuple[tuple[str, ...], Callable[[Record], dict[str, Any]]]] = []
-        for name in dir(type(self)):
-            attr = getattr(type(self), name)
-            targets = getattr(attr, "__mapping_targets__", None)
-            if targets is not None:
-                self._methods.append((targets, getattr(self, name)))
+        # Worked out once per mapper, not per record: a page maps hundreds of records.
+        self._methods = [
+            (targets, getattr(self, name)) for name, targets in _mapping_methods(type(self))
+        ]
+        self._copies = [
+            (copy.target, tuple(copy.source.split(".")), copy.convert) for copy in self.direct
+        ]
+        self._converters = {copy.target: copy.convert for copy in self.direct}
+        self._children = [
+            (child, tuple(child.source.split(".")), child.mapper(context))
+            for child in self.children
+        ]
         unknown = sorted(set(self.overrides) - set(self.model.model_fields))
         if unknown:
             raise MappingSpecError(
@@ -183,8 +211,14 @@ class Mapper(Generic[ModelT]):
                 mapper=type(self).__name__,
             )
         out: dict[str, Any] = {}
-        for copy in self.direct:
-            out[copy.target] = self._convert(record, copy.target, get_path(record, copy.source))
+        for target, steps, convert in self._copies:
+            raw = _walk(record, steps)
+            if raw is not None and convert is not None:
+                try:
+                    raw = convert(raw)
+                except _DATA_ERRORS as exc:
+                    raise self._fail(record, target, _reason(exc)) from exc
+            out[target] = raw
         for targets, method in self._methods:
             try:
                 values = method(record)
@@ -194,13 +228,12 @@ class Mapper(Generic[ModelT]):
                 # Whatever shape the platform sent, a computed field fails as a mapping error.
                 raise self._fail(record, "/".join(targets), _reason(exc)) from exc
             out.update(values)
-        for child in self.children:
-            items = get_path(record, child.source)
+        for child, steps, child_mapper in self._children:
+            items = _walk(record, steps)
             if items is None:
                 items = []
             if not isinstance(items, list):
                 raise self._fail(record, child.target, f"expected a list at {child.source!r}")
-            child_mapper = child.mapper(self.context)
             mapped = []
             for index, item in enumerate(items):
                 try:
@@ -215,7 +248,7 @@ class Mapper(Generic[ModelT]):
         return out
 
     def _convert(self, record: Record, target: str, raw: Any) -> Any:
-        convert = next((d.convert for d in self.direct if d.target == target), None)
+        convert = self._converters.get(target)
         if raw is None or convert is None:
             return raw
         try:

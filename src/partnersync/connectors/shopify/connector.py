@@ -497,7 +497,7 @@ class ShopifyConnector(Connector):
                     status_code=response.status_code,
                 )
             line_number = -1
-            async for line in response.aiter_lines():
+            async for line in _jsonl_lines(response):
                 line_number += 1
                 if line_number < skip or not line.strip():
                     continue
@@ -777,6 +777,19 @@ class ShopifyConnector(Connector):
                 raise BadResponseError(f"{node['id']}: response has no {field} connection")
             connection["nodes"].extend(more["nodes"])
         connection["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+
+
+async def _jsonl_lines(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The lines of a JSONL body as bytes, split as the chunks arrive (orjson parses bytes;
+    decoding each line to text first cost a fifth of reading a bulk result)."""
+    rest = b""
+    async for chunk in response.aiter_bytes():
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield line
+    if rest:
+        yield rest
 
 
 class _ResultGone(PlatformUnavailableError):
