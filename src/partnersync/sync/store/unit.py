@@ -12,8 +12,9 @@ import functools
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -279,6 +280,13 @@ class UnitOfWork:
     def __init__(self, engine: Engine, vault: Vault) -> None:
         self.engine = engine
         self.vault = vault
+        # SQLite lets one writer in at a time and makes the others poll its busy handler,
+        # which is neither fair nor bounded by anything but busy_timeout: sixteen pulls of one
+        # job (plus their heartbeats) committing at once saw "database is locked". In this
+        # process they queue on a lock instead; other processes still meet the busy timeout.
+        self._one_at_a_time: AbstractContextManager[Any] = (
+            threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     def migrate(self) -> None:
         """Run Alembic migrations up to head (nothing to do, and Alembic not even imported,
@@ -321,7 +329,7 @@ class UnitOfWork:
         """One transaction; SQLAlchemy errors become StoreError. Inside :func:`fenced` it first
         checks the run's fence (``unfenced`` for the run's own bookkeeping: its lease, its
         heartbeat, its final status)."""
-        with self._translate(), self.engine.begin() as connection:
+        with self._one_at_a_time, self._translate(), self.engine.begin() as connection:
             fence = None if unfenced else CURRENT_FENCE.get()
             if fence is not None:
                 check_fence(connection, fence)
