@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--tap-python", required=True)
     parser.add_argument("--products", type=int, default=200)
     parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--json", type=Path, default=HERE / "tap_fidelity.json")
     args = parser.parse_args()
     token = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,7 +130,7 @@ def main() -> None:
     print(f"tap exit code {code}; sandbox refusals: {dict(refused) or 'none'}")
     if code:
         print(stderr)
-    (HERE / "tap_fidelity.json").write_text(
+    args.json.write_text(
         json.dumps({"rows": rows, "exit_code": code, "refusals": dict(refused)}, indent=2)
     )
     sys.exit(0 if code == 0 and all(r["equal"] for r in rows) else 1)
