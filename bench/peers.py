@@ -173,9 +173,8 @@ def main() -> None:
     parser.add_argument(
         "--tap-per-page",
         type=int,
-        default=5,
-        help="tap-shopify's results_per_page (its queries exceed the single-"
-        "query maximum cost at larger pages)",
+        default=250,
+        help="tap-shopify's results_per_page (250, its own default)",
     )
     args = parser.parse_args()
     token = secrets.token_urlsafe(16)

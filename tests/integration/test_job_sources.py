@@ -22,7 +22,7 @@ from partnersync.sync.store.leases import scope_of
 from tests.conftest import SHOP_TOKEN, make_service
 
 SHOPS = ("shop_a", "shop_b", "shop_c")
-LATENCY = 0.15
+LATENCY = 0.1
 """Every shop request takes this long: pulls one after another take several times it."""
 
 
