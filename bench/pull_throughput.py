@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import json
 import os
 import re
 import resource
@@ -129,6 +130,7 @@ def main() -> None:
             f"{'ours cpu':>9} {'sandbox cpu':>11} {'pts/s÷rate':>10} {'throttled':>9} "
             f"{'peak RSS':>9}"
         )
+        rows = []
         for entity in args.entities.split(","):
             read, _, _ = charged(log, 0)
             sandbox_before = cpu_seconds(pid)
@@ -141,13 +143,31 @@ def main() -> None:
             records = summary.progress.fetched
             _, points, throttled = charged(log, read)
             flag = "  (sandbox-bound: invalid)" if theirs > 0.8 * wall else ""
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            rows.append(
+                {
+                    "entity": entity,
+                    "records": records,
+                    "seconds": round(wall, 2),
+                    "requests": summary.progress.requests,
+                    "ours_cpu_s": round(ours, 2),
+                    "sandbox_cpu_s": round(theirs, 2),
+                    "points_per_s_over_rate": round(points / wall / args.restore_rate, 2),
+                    "throttled": throttled,
+                    "peak_rss_mib": peak,
+                }
+            )
             print(
                 f"{entity:<10} {records:>8} {wall:>8.2f} {records / wall:>8.0f} "
                 f"{summary.progress.requests:>8} {ours:>8.2f}s {theirs:>10.2f}s "
                 f"{points / wall / args.restore_rate:>10.2f} {throttled:>9} "
-                f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024:>5} MiB{flag}"
+                f"{peak:>5} MiB{flag}"
             )
         service.close()
+    setup = {"cores": os.cpu_count(), "restore_rate": args.restore_rate, "bulk": args.bulk}
+    (Path(__file__).parent / "pull_throughput.json").write_text(
+        json.dumps({**setup, "rows": rows}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import secrets
 import sys
@@ -82,6 +83,7 @@ def main() -> None:
             f"{'requests':>8} {'ours cpu':>9} {'sandbox cpu':>11} {'pts/s÷rate':>10} "
             f"{'throttled':>9}"
         )
+        rows = []
         for label in ("first", "again"):
             read, _, _ = charged(log, 0)
             sandbox_before, ours_before = cpu_seconds(pid), time.process_time()
@@ -89,14 +91,32 @@ def main() -> None:
             summary = anyio.run(lambda: service.push("shop", "inventory", options))
             wall = time.perf_counter() - started
             _, points, throttled = charged(log, read)
+            ours, theirs = time.process_time() - ours_before, cpu_seconds(pid) - sandbox_before
+            rows.append(
+                {
+                    "push": label,
+                    "levels": len(levels),
+                    "writes": summary.updated,
+                    "seconds": round(wall, 2),
+                    "requests": summary.requests,
+                    "ours_cpu_s": round(ours, 2),
+                    "sandbox_cpu_s": round(theirs, 2),
+                    "points_per_s_over_rate": round(points / wall / args.restore_rate, 2),
+                    "throttled": throttled,
+                }
+            )
             print(
                 f"{label:<8} {len(levels):>7} {summary.updated:>7} {wall:>8.2f} "
                 f"{summary.updated / wall:>9.0f} {summary.requests:>8} "
-                f"{time.process_time() - ours_before:>8.2f}s "
-                f"{cpu_seconds(pid) - sandbox_before:>10.2f}s "
+                f"{ours:>8.2f}s {theirs:>10.2f}s "
                 f"{points / wall / args.restore_rate:>10.2f} {throttled:>9}"
             )
         service.close()
+    (Path(__file__).parent / "push_inventory.json").write_text(
+        json.dumps(
+            {"cores": os.cpu_count(), "restore_rate": args.restore_rate, "rows": rows}, indent=2
+        )
+    )
 
 
 if __name__ == "__main__":
