@@ -100,7 +100,7 @@ def test_sources_are_pulled_at_once_and_each_lands_its_own_orders(
     for name, shop in shops.items():
         assert set(landed(service, name)) == numbers(shop.data.tables["orders"])
 
-    # The platforms change between runs: only the changed shop's orders move, under its name.
+    # A platform changes between runs: its changed orders land under its own account.
     changed = shops["shop_b"].data.touch("orders", 2)
     second = anyio.run(service.run_job, "orders")
     fetched = {r.account: r.progress.fetched for r in pulls_of(second)}
