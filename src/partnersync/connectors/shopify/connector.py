@@ -42,7 +42,7 @@ from partnersync.connectors.base import (
     PullPlan,
     Writer,
 )
-from partnersync.connectors.http.client import HttpClient, RetryPolicy
+from partnersync.connectors.http.client import HttpClient, RetryPolicy, shared_tls_context
 from partnersync.connectors.http.pagination import GraphQLCursorPaginator, RequestSpec, paginate
 from partnersync.connectors.http.ratelimit import RateBudget
 from partnersync.connectors.shopify import queries
@@ -488,7 +488,9 @@ class ShopifyConnector(Connector):
         current: dict[str, Any] | None = None
         number = 0
         async with (
-            httpx.AsyncClient(transport=self.transport, timeout=60.0) as files,
+            httpx.AsyncClient(
+                transport=self.transport, verify=shared_tls_context(), timeout=60.0
+            ) as files,
             files.stream("GET", url) as response,
         ):
             if response.status_code != 200:
