@@ -212,13 +212,7 @@ class Mapper(Generic[ModelT]):
             )
         out: dict[str, Any] = {}
         for target, steps, convert in self._copies:
-            raw = _walk(record, steps)
-            if raw is not None and convert is not None:
-                try:
-                    raw = convert(raw)
-                except _DATA_ERRORS as exc:
-                    raise self._fail(record, target, _reason(exc)) from exc
-            out[target] = raw
+            out[target] = self._convert(record, target, _walk(record, steps), convert)
         for targets, method in self._methods:
             try:
                 values = method(record)
@@ -247,8 +241,9 @@ class Mapper(Generic[ModelT]):
             out[target] = self._apply_override(record, target, override, out.get(target))
         return out
 
-    def _convert(self, record: Record, target: str, raw: Any) -> Any:
-        convert = self._converters.get(target)
+    def _convert(
+        self, record: Record, target: str, raw: Any, convert: Callable[[Any], Any] | None
+    ) -> Any:
         if raw is None or convert is None:
             return raw
         try:
@@ -273,7 +268,7 @@ class Mapper(Generic[ModelT]):
             if isinstance(key, str) and key in override.enum_map:
                 return override.enum_map[key]
         if raw is not _MISSING:
-            value = self._convert(record, target, raw)
+            value = self._convert(record, target, raw, self._converters.get(target))
         if value is None and override.default is not None:
             value = override.default
         return value
