@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pull_throughput import cpu_seconds, sandbox_process
+from pull_throughput import cpu_seconds, sandbox_process, shop_options
 
 HERE = Path(__file__).parent
 
@@ -184,12 +184,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         sandbox_process(
             token,
-            "--products",
-            str(args.products),
-            "--orders",
-            str(args.orders),
-            "--restore-rate",
-            str(args.restore_rate),
+            *shop_options(args.products, args.orders, args.restore_rate),
             "--log",
             f"{tmp}/sandbox.jsonl",
         ) as (url, pid),

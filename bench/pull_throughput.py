@@ -65,6 +65,18 @@ def charged(log: Path, since: int) -> tuple[int, int, int]:
     return len(lines), points, throttled
 
 
+def shop_options(products: int, orders: int, restore_rate: float) -> list[str]:
+    """``partnersync sandbox serve`` options for a shop of this size and restore rate."""
+    return [
+        "--products",
+        str(products),
+        "--orders",
+        str(orders),
+        "--restore-rate",
+        str(restore_rate),
+    ]
+
+
 @contextlib.contextmanager
 def sandbox_process(token: str, *options: str) -> Iterator[tuple[str, int]]:
     """``partnersync sandbox serve`` in its own process; yields (base URL, pid)."""
@@ -100,14 +112,7 @@ def main() -> None:
     args = parser.parse_args()
 
     token = secrets.token_urlsafe(16)
-    options = [
-        "--products",
-        str(args.products),
-        "--orders",
-        str(args.orders),
-        "--restore-rate",
-        str(args.restore_rate),
-    ]
+    options = shop_options(args.products, args.orders, args.restore_rate)
     with (
         tempfile.TemporaryDirectory() as tmp,
         sandbox_process(token, *options, "--log", f"{tmp}/sandbox.jsonl") as (url, pid),

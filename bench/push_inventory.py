@@ -32,7 +32,7 @@ from partnersync.service import Partnersync
 from partnersync.sync.push import PushOptions
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pull_throughput import charged, cpu_seconds, sandbox_process
+from pull_throughput import charged, cpu_seconds, sandbox_process, shop_options
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--restore-rate", type=float, default=1_000_000.0)
     args = parser.parse_args()
     token = secrets.token_urlsafe(16)
-    options = ["--products", str(args.products), "--orders", "1", "--restore-rate", "1000000"]
+    options = shop_options(args.products, 1, 1_000_000)
     with (
         tempfile.TemporaryDirectory() as tmp,
         sandbox_process(token, *options, "--log", f"{tmp}/sandbox.jsonl") as (url, pid),

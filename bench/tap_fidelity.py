@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pull_throughput import sandbox_process
+from pull_throughput import sandbox_process, shop_options
 
 HERE = Path(__file__).parent
 STREAMS = (
@@ -110,7 +110,7 @@ def main() -> None:
     token = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "sandbox.jsonl"
-        options = ["--products", str(args.products), "--orders", str(args.orders)]
+        options = shop_options(args.products, args.orders, 100.0)  # a Standard shop
         with sandbox_process(token, *options, "--log", str(log)) as (url, _):
             expected = shop_counts(url, token)
             records, stderr, code = run_tap(args.tap_python, url, token, Path(tmp))

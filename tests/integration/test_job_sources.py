@@ -20,6 +20,7 @@ from partnersync.sync.engine import RunSummary
 from partnersync.sync.push import PushSummary
 from partnersync.sync.store.leases import scope_of
 from tests.conftest import SHOP_TOKEN, make_service
+from tests.integration.push_world import add_shop
 
 SHOPS = ("shop_a", "shop_b", "shop_c")
 LATENCY = 0.1
@@ -49,13 +50,7 @@ def job_service(
         jobs={"orders": {"entity": "orders", "sources": list(SHOPS), "targets": ["erp"]}},
     )
     for name, shop in shops.items():
-        service.add_account(
-            name=name,
-            platform="shopify",
-            base_url=shop.url,
-            secrets={"access_token": SHOP_TOKEN},
-            allow_loopback=True,
-        )
+        add_shop(service, name, shop)
     service.add_account(name="erp", platform="file", base_url=drop.as_uri(), secrets={})
     return service
 
