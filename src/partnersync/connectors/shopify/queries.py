@@ -11,9 +11,8 @@ query Shop {
 """
 
 _VARIANT_FIELDS = """
-  id sku barcode title price compareAtPrice position updatedAt
+  id sku barcode title price compareAtPrice position
   selectedOptions { name value }
-  inventoryItem { id }
 """
 
 _PRODUCT_FIELDS = """
