@@ -23,6 +23,7 @@ import base64
 import gzip
 import json
 import re
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -107,9 +108,19 @@ _REST_PATH = re.compile(
 _PATH = re.compile(r"^/admin/api/(?P<version>[0-9]{4}-[0-9]{2}|unstable)/graphql\.json$")
 
 
-@lru_cache(maxsize=1)
+_SCHEMA_LOCK = threading.Lock()
+
+
 def load_schema() -> GraphQLSchema:
-    """Shopify's Admin GraphQL schema 2026-10 (introspection shipped in @shopify/dev-mcp, ISC)."""
+    """Shopify's Admin GraphQL schema 2026-10 (introspection shipped in @shopify/dev-mcp, ISC),
+    built once per process (the first requests, arriving together, wait for the one build
+    rather than each spending a second of CPU on their own)."""
+    with _SCHEMA_LOCK:
+        return _build_schema()
+
+
+@lru_cache(maxsize=1)
+def _build_schema() -> GraphQLSchema:
     source = resources.files(__package__).joinpath(SCHEMA_FILE)
     with source.open("rb") as handle, gzip.open(handle) as unpacked:
         data = json.load(unpacked)["data"]
