@@ -1,7 +1,8 @@
 """Shopify pulls through bulk operations against the sandbox shop's own bulkOperationRunQuery
 (issue 7): a full pull lands every record exactly once; a large incremental goes bulk and a
-small one pages (decided by Shopify's count); an operation that fails or expires falls back to
-paging; a process killed while reading the JSONL goes on from its last committed page, reading
+small one pages (decided by Shopify's count); an operation that fails lands its partial data and
+is started once more, one that fails again or expires falls back to paging; pulls beyond the
+shop's bulk query limit wait for a place; a process killed while reading the JSONL goes on from its last committed page, reading
 the same result, without loss."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from sqlalchemy import text
 
@@ -89,20 +91,79 @@ async def test_the_count_decides_a_large_pull_goes_bulk_and_a_small_one_pages(
     service.close()
 
 
-@pytest.mark.parametrize("fault", ["fail_next", "expire_next"])
+@pytest.mark.parametrize(("fault", "times"), [("fail_next", 2), ("expire_next", 1)])
 async def test_a_bulk_operation_that_fails_or_expires_falls_back_to_paging(
-    tmp_path: Path, shop: ShopifySandbox, fault: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, shop: ShopifySandbox, fault: str, times: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    setattr(shop.bulk, fault, 1)
+    setattr(shop.bulk, fault, times)
     service = service_for(tmp_path, shop, bulk="always", page_size=10)
     with caplog.at_level(logging.WARNING, logger="partnersync.shopify"):
         summary = await service.pull("shop", "orders")
     assert summary.status == "succeeded"
-    assert shop.bulk.started == 1
+    # A failure on Shopify's side earns one more operation; an expired one goes to paging.
+    assert shop.bulk.started == times
     assert api_pages(shop, "Orders") == 4  # 40 orders, 10 a page
     assert len(set(hub_keys(service, "orders"))) == len(shop.data.tables["orders"])
     assert any("paging through the API instead" in r.getMessage() for r in caplog.records)
     service.close()
+
+
+async def test_a_failed_operation_lands_its_partial_data_and_a_second_operation_the_rest(
+    tmp_path: Path, shop: ShopifySandbox
+) -> None:
+    total = len(shop.data.tables["products"])
+    shop.bulk.fail_next = 1
+    service = service_for(tmp_path, shop, bulk="always", page_size=5)
+    summary = await service.pull("shop", "products")
+    assert summary.status == "succeeded", summary.error
+    assert shop.bulk.started == 2
+    assert api_pages(shop, "Products") == 0
+    failed = shop.bulk.operations[service_bulk_ids(shop)[0]]
+    assert failed.status == "FAILED"
+    assert failed.partial_url is not None
+    # The partial file's whole products landed first; the second operation read them again,
+    # unchanged, and landed the rest: every product once, with all of its variants.
+    assert summary.progress.unchanged > 0
+    assert summary.progress.fetched == total + summary.progress.unchanged
+    keys = hub_keys(service, "products")
+    assert sorted(keys) == sorted(set(keys))
+    assert len(keys) == total
+    for product_id, product in shop.data.tables["products"].items():
+        record = service.record("shop", "products", product_id)
+        assert len(record["data"]["variants"]) == len(product["_variants"])
+    service.close()
+
+
+def service_bulk_ids(shop: ShopifySandbox) -> list[str]:
+    return list(shop.bulk.operations)
+
+
+async def test_pulls_past_the_shops_bulk_query_limit_wait_for_a_place(
+    tmp_path: Path, shop: ShopifySandbox
+) -> None:
+    """An app may run five bulk queries per shop at once (one before 2026-01): two hubs pulling
+    three entities each from one shop at the same time queue the sixth rather than paging it."""
+    shop.bulk.delay = 1.0  # all six are asked for while five still run
+    services = [service_for(tmp_path / name, shop, bulk="always") for name in ("a", "b")]
+    summaries: list[Any] = []
+
+    async def pull(service: Partnersync, entity: str) -> None:
+        summaries.append(await service.pull("shop", entity))
+
+    async with anyio.create_task_group() as group:
+        for service in services:
+            for entity in ("products", "orders", "inventory"):
+                group.start_soon(pull, service, entity)
+    assert [s.status for s in summaries] == ["succeeded"] * 6
+    assert shop.bulk.started == 6
+    runs = [e for e in shop.log.entries if e.get("op") == "BulkRun"]
+    assert len(runs) > 6  # at least one was refused and asked again
+    for op in ("Products", "Orders", "InventoryItems"):
+        assert api_pages(shop, op) == 0
+    for service in services:
+        assert len(hub_keys(service, "orders")) == len(shop.data.tables["orders"])
+        assert len(hub_keys(service, "products")) == len(shop.data.tables["products"])
+        service.close()
 
 
 @pytest.mark.parametrize("expire_between", [False, True])

@@ -73,6 +73,8 @@ the shop has)."""
 BULK_THRESHOLD = 2000
 """Records changed (by Shopify's count) from which a pull runs as a bulk operation."""
 BULK_TOKEN = "bulk:"
+BULK_ATTEMPTS = 2
+"""Bulk operations started for one walk when Shopify fails them (``INTERNAL_SERVER_ERROR``)."""
 
 
 def format_search_time(moment: datetime) -> str:
@@ -197,6 +199,7 @@ class ShopifyConnector(Connector):
         self.bulk_count_after = float(options.get("bulk_count_after_seconds", 3600))
         self.bulk_poll = float(options.get("bulk_poll_seconds", 2.0))
         self.bulk_timeout = float(options.get("bulk_timeout_seconds", 6 * 3600))
+        self.bulk_queue = float(options.get("bulk_queue_seconds", 1800))
         self.allow_plain_http = bool(options.get("allow_loopback"))
         self._plans: dict[str, str] = {}
         self.bulk_operations: list[str] = []
@@ -413,15 +416,42 @@ class ShopifyConnector(Connector):
                 found.get("status"),
             )
         operation = await self._run_bulk(entity, since)
-        if operation is not None and operation.get("status") == "COMPLETED":
-            if not operation.get("url"):
-                return  # nothing matched
-            try:
-                async for page in self._read_result(entity, operation, 0):
-                    yield page
-                return
-            except _ResultGone as exc:
-                operation = {**operation, "status": f"COMPLETED, but its result is gone ({exc})"}
+        attempts = 1
+        while operation is not None:
+            status = operation.get("status")
+            if status == "COMPLETED":
+                if not operation.get("url"):
+                    return  # nothing matched
+                try:
+                    async for page in self._read_result(entity, operation, 0):
+                        yield page
+                    return
+                except _ResultGone as exc:
+                    operation = {
+                        **operation,
+                        "status": f"COMPLETED, but its result is gone ({exc})",
+                    }
+                    break
+            if status != "FAILED":
+                break
+            if operation.get("partialDataUrl"):
+                # What Shopify wrote before the failure: its whole records land now (a later
+                # read brings them again, unchanged, writing nothing).
+                try:
+                    async for page in self._read_result(entity, operation, 0, partial=True):
+                        yield page
+                except _ResultGone:
+                    pass
+            if operation.get("errorCode") != "INTERNAL_SERVER_ERROR" or attempts >= BULK_ATTEMPTS:
+                break
+            attempts += 1
+            log.warning(
+                "%s: bulk operation %s for %s failed on Shopify's side: starting another",
+                self.account.name,
+                operation.get("id"),
+                entity,
+            )
+            operation = await self._run_bulk(entity, since)
         state = "could not start" if operation is None else str(operation.get("status"))
         log.warning(
             "%s: bulk operation for %s %s %s: paging through the API instead",
@@ -434,11 +464,29 @@ class ShopifyConnector(Connector):
             yield page
 
     async def _run_bulk(self, entity: str, since: datetime | None) -> dict[str, Any] | None:
-        """Start the bulk query and wait for it to end; None if Shopify would not start it."""
-        data = await self.graphql(
-            queries.BULK_RUN, {"query": queries.bulk_query(entity, updated_since_query(since))}
-        )
-        payload = data.get("bulkOperationRunQuery") or {}
+        """Start the bulk query and wait for it to end; None if Shopify would not start it.
+        While the shop runs as many bulk queries as the API version allows (one before 2026-01,
+        five from it; ours for other entities or another process's), wait for a place, up to
+        ``bulk_queue_seconds``: a bulk operation later is still far faster than paging."""
+        queued = 0.0
+        wait = min(0.25, self.bulk_poll)
+        while True:
+            data = await self.graphql(
+                queries.BULK_RUN, {"query": queries.bulk_query(entity, updated_since_query(since))}
+            )
+            payload = data.get("bulkOperationRunQuery") or {}
+            codes = {e.get("code") for e in payload.get("userErrors") or []}
+            if codes != {"OPERATION_IN_PROGRESS"} or queued >= self.bulk_queue:
+                break
+            if queued == 0.0:
+                log.info(
+                    "%s: the shop's bulk queries are all in use: %s waits",
+                    self.account.name,
+                    entity,
+                )
+            await anyio.sleep(wait)
+            queued += wait
+            wait = min(wait * 2, self.bulk_poll)
         errors = payload.get("userErrors") or []
         started = payload.get("bulkOperation")
         if errors or not isinstance(started, dict):
@@ -474,18 +522,21 @@ class ShopifyConnector(Connector):
         return found if isinstance(found, dict) else {"id": operation_id, "status": "MISSING"}
 
     async def _read_result(
-        self, entity: str, operation: dict[str, Any], skip: int
+        self, entity: str, operation: dict[str, Any], skip: int, *, partial: bool = False
     ) -> AsyncIterator[Page]:
         """Stream the JSONL result (never held whole), reassemble each root object with its
         children (``__parentId``; grouped, so they follow it) and yield pages of whole roots;
-        each page's token is the line its next root starts at."""
-        url = str(operation["url"])
+        each page's token is the line its next root starts at. ``partial``: a failed
+        operation's ``partialDataUrl``, whose last root may have lost children to the failure
+        (it is left out, and the last page still names a place to go on from)."""
+        url = str(operation["partialDataUrl" if partial else "url"])
         if urlsplit(url).scheme != "https" and not self.allow_plain_http:
             raise BadResponseError(f"bulk result URL is not https: {urlsplit(url).netloc}")
         nested = STREAMS[entity].nested_field
         token_of = f"{BULK_TOKEN}{operation['id']}:"
         batch: list[dict[str, Any]] = []
         current: dict[str, Any] | None = None
+        current_line = 0
         number = 0
         async with (
             httpx.AsyncClient(
@@ -515,11 +566,14 @@ class ShopifyConnector(Connector):
                     yield self._bulk_page(entity, batch, number, token_of + str(line_number))
                     batch = []
                 current = {**row, nested: {"nodes": [], "pageInfo": {"hasNextPage": False}}}
-        if current is not None:
+                current_line = line_number
+        if current is not None and not partial:
             batch.append(current)
         if batch:
             number += 1
-            yield self._bulk_page(entity, batch, number, None)
+            yield self._bulk_page(
+                entity, batch, number, token_of + str(current_line) if partial else None
+            )
 
     @staticmethod
     def _bulk_page(
