@@ -58,6 +58,11 @@ def filling_resolver(source: Any, info: Any, **args: Any) -> Any:
     return fill(info.return_type, info, source)
 
 
+def fill_missing(source: Any, info: Any) -> Any:
+    """The value :func:`filling_resolver` gives a non-null field that ``source`` lacks."""
+    return fill(info.return_type, info, source)
+
+
 def fill(kind: Any, info: Any, source: Any) -> Any:
     """A value of GraphQL type ``kind`` for a field of ``source``."""
     if isinstance(kind, GraphQLNonNull):

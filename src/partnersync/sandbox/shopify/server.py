@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 from graphql import (
     DocumentNode,
+    ExecutionResult,
     FieldNode,
     GraphQLError,
     GraphQLSchema,
@@ -61,7 +62,8 @@ from partnersync.sandbox.shopify.cost import (
     scaled,
 )
 from partnersync.sandbox.shopify.data import ShopifyData, gid_number
-from partnersync.sandbox.shopify.fill import filling_resolver
+from partnersync.sandbox.shopify.fastexec import Unsupported, execute_query
+from partnersync.sandbox.shopify.fill import fill_missing, filling_resolver
 from partnersync.sandbox.shopify.mutations import ShopifyMutations, fulfillment_orders
 from partnersync.sandbox.shopify.oauth import ShopifyOAuthServer
 from partnersync.sandbox.shopify.rest import RestApi
@@ -135,14 +137,11 @@ def _build_schema() -> GraphQLSchema:
 def search_fields(type_name: str, field_name: str) -> frozenset[str]:
     """The search fields ``type_name.field_name(query:)`` documents, read from the table in
     the argument's description in Shopify's schema (``| name | type | …``)."""
-    source = resources.files(__package__).joinpath(SCHEMA_FILE)
-    with source.open("rb") as handle, gzip.open(handle) as unpacked:
-        types = json.load(unpacked)["data"]["__schema"]["types"]
-    owner = next((t for t in types if t["name"] == type_name), None)
-    field = next((f for f in (owner or {}).get("fields") or [] if f["name"] == field_name), None)
-    argument = next((a for a in (field or {}).get("args") or [] if a["name"] == "query"), None)
+    owner = load_schema().get_type(type_name)
+    field = getattr(owner, "fields", {}).get(field_name)
+    argument = field.args.get("query") if field is not None else None
     names = set()
-    for line in ((argument or {}).get("description") or "").splitlines():
+    for line in ((argument.description if argument else None) or "").splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         header = len(cells) > 1 and cells[1] in ("type", "----")
         if line.startswith("|") and cells[0] and not header:
@@ -226,17 +225,21 @@ def connection(
         )
     page = ordered[start : start + size]
     nodes = [view(item) for item in page]
+
+    def cursor(item: dict[str, Any]) -> Callable[..., str]:
+        # Encoded when selected (a callable field value is resolved with the field's info).
+        return lambda info, **args: _encode_cursor(key(item))
+
     return {
         "nodes": nodes,
         "edges": [
-            {"node": node, "cursor": _encode_cursor(key(item))}
-            for node, item in zip(nodes, page, strict=True)
+            {"node": node, "cursor": cursor(item)} for node, item in zip(nodes, page, strict=True)
         ],
         "pageInfo": {
             "hasNextPage": start + size < len(ordered),
             "hasPreviousPage": start > 0,
-            "startCursor": _encode_cursor(key(page[0])) if page else None,
-            "endCursor": _encode_cursor(key(page[-1])) if page else None,
+            "startCursor": cursor(page[0]) if page else None,
+            "endCursor": cursor(page[-1]) if page else None,
         },
     }
 
@@ -288,7 +291,9 @@ class _Resolvers:
     # -- views ---------------------------------------------------------------------------
     def variant(self, record: dict[str, Any]) -> dict[str, Any]:
         view = _public(record, "ProductVariant")
-        view["inventoryItem"] = self.inventory_item(self.tables["inventory_items"][record["_item"]])
+        view["inventoryItem"] = lambda info, **a: self.inventory_item(
+            self.tables["inventory_items"][record["_item"]]
+        )
         view["product"] = lambda info, **a: self.product(
             self.tables["products"][record["_product"]]
         )
@@ -331,7 +336,9 @@ class _Resolvers:
             {"id": f"{record['id']}&name={n}", "name": n, "quantity": quantities.get(n, 0)}
             for n in names
         ]
-        view["location"] = self.location(self.tables["locations"][record["_location"]])
+        view["location"] = lambda info, **a: self.location(
+            self.tables["locations"][record["_location"]]
+        )
         view["item"] = lambda info, **a: self.inventory_item(
             self.tables["inventory_items"][record["_item"]]
         )
@@ -602,6 +609,7 @@ class ShopifySandbox(Sandbox):
         self.bulk = BulkOperations(self._run_bulk_query, lambda: self.url)
         self.rest = RestApi(self.data, lambda: self.url)
         self.data.observers.append(self.webhooks.changed)
+        load_schema()  # a shop is up before its first request (as Shopify's is)
         self._rendered: OrderedDict[
             tuple[str, bytes, int, int], tuple[bytes, int, int, list[str]]
         ] = OrderedDict()
@@ -628,17 +636,44 @@ class ShopifySandbox(Sandbox):
             return reply
         return reply[0], {**reply[1], "X-Request-Id": request_id}, reply[2]
 
+    def run_document(
+        self, ast: DocumentNode, variables: dict[str, Any], warnings: list[dict[str, Any]]
+    ) -> ExecutionResult:
+        """Run a validated document over the shop: a read through the fast executor when it
+        can answer (see ``fastexec``), else — a write, or an answer with errors — through
+        graphql-core. Search warnings are appended to ``warnings``."""
+        schema = load_schema()
+        operations = [d for d in ast.definitions if isinstance(d, OperationDefinitionNode)]
+        with self.data.lock:
+            if len(operations) == 1:
+                found: list[dict[str, Any]] = []
+                try:
+                    data = execute_query(
+                        schema,
+                        ast,
+                        operations[0],
+                        _Resolvers(self.data, found, self.mutations, self.bulk).root(),
+                        variables,
+                        fill_missing,
+                    )
+                except Unsupported:
+                    pass
+                else:
+                    warnings.extend(found)
+                    return ExecutionResult(data, None)
+            return execute_sync(
+                schema,
+                ast,
+                root_value=_Resolvers(self.data, warnings, self.mutations, self.bulk).root(),
+                variable_values=variables,
+                field_resolver=filling_resolver,
+            )
+
     def _run_bulk_query(self, query: str) -> dict[str, Any]:
         """A bulk operation's query over the whole shop (no page sizes)."""
         token = IN_BULK.set(True)
         try:
-            with self.data.lock:
-                result = execute_sync(
-                    load_schema(),
-                    parse(query),
-                    root_value=_Resolvers(self.data, [], self.mutations, self.bulk).root(),
-                    field_resolver=filling_resolver,
-                )
+            result = self.run_document(parse(query), {}, [])
         finally:
             IN_BULK.reset(token)
         return dict(result.data or {})
@@ -796,14 +831,7 @@ class ShopifySandbox(Sandbox):
             self._rendered.move_to_end(key)
             return cached
         warnings: list[dict[str, Any]] = []
-        with self.data.lock:
-            result = execute_sync(
-                load_schema(),
-                ast,
-                root_value=_Resolvers(self.data, warnings, self.mutations, self.bulk).root(),
-                variable_values=variables,
-                field_resolver=filling_resolver,
-            )
+        result = self.run_document(ast, variables, warnings)
         response: dict[str, Any] = {"data": result.data}
         if result.errors:
             response["errors"] = [error.formatted for error in result.errors]
