@@ -39,6 +39,7 @@ import anyio
 import orjson
 
 from partnersync.auth.vault import Vault
+from partnersync.cli.commands import settle_heap
 from partnersync.config import Project, ProjectConfig
 from partnersync.service import Partnersync
 
@@ -136,6 +137,7 @@ def main() -> None:
             f"{'peak RSS':>9}"
         )
         rows = []
+        settle_heap()  # as the CLI does once its service is open
         for entity in args.entities.split(","):
             read, _, _ = charged(log, 0)
             sandbox_before = cpu_seconds(pid)

@@ -2,8 +2,8 @@
 (issue 7): a full pull lands every record exactly once; a large incremental goes bulk and a
 small one pages (decided by Shopify's count); an operation that fails lands its partial data and
 is started once more, one that fails again or expires falls back to paging; pulls beyond the
-shop's bulk query limit wait for a place; a process killed while reading the JSONL goes on from its last committed page, reading
-the same result, without loss."""
+shop's bulk query limit wait for a place; a process killed while reading the JSONL goes on from
+its last committed page, reading the same result, without loss."""
 
 from __future__ import annotations
 
