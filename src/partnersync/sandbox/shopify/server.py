@@ -20,6 +20,7 @@ Speed: each distinct document is validated once, and a rendered page is cached p
 from __future__ import annotations
 
 import base64
+import bisect
 import gzip
 import json
 import re
@@ -198,14 +199,28 @@ def _updated_key(record: dict[str, Any]) -> tuple[Any, ...]:
     return (record["updatedAt"], gid_number(record["id"]))
 
 
+Order = tuple[list[dict[str, Any]], list[tuple[Any, ...]]]
+"""Records in a connection's order, and each one's sort key."""
+
+
+def ordering(
+    items: list[dict[str, Any]], key: Callable[[dict[str, Any]], tuple[Any, ...]], reverse: bool
+) -> Order:
+    """``items`` sorted by ``key`` (descending with ``reverse``), with their keys."""
+    ordered = sorted(items, key=key, reverse=reverse)
+    return ordered, [key(item) for item in ordered]
+
+
 def connection(
     items: list[dict[str, Any]],
     args: dict[str, Any],
     view: Callable[[dict[str, Any]], dict[str, Any]],
     key: Callable[[dict[str, Any]], tuple[Any, ...]] = _id_key,
+    order: Order | None = None,
 ) -> dict[str, Any]:
     """A Relay connection over ``items`` with keyset cursors, as Shopify pages (all of them in
-    one go inside a bulk operation, which has no page sizes)."""
+    one go inside a bulk operation, which has no page sizes). ``order``: ``items`` already in
+    order with their keys (see :func:`ordering`)."""
     first, last = args.get("first"), args.get("last")
     if IN_BULK.get():
         first, last = len(items), None
@@ -214,15 +229,17 @@ def connection(
     size = first if first is not None else last
     if size is None or size < 0 or (size > MAX_PAGE and not IN_BULK.get()):
         raise GraphQLError(f"The page size must be between 0 and {MAX_PAGE}")
-    ordered = sorted(items, key=key, reverse=bool(args.get("reverse")))
-    keys = [key(item) for item in ordered]
+    reverse = bool(args.get("reverse"))
+    if order is None:
+        order = ordering(items, key, reverse)
+    ordered, keys = order
     start = 0
     if args.get("after"):
         after = _decode_cursor(args["after"])
-        start = next(
-            (i for i, k in enumerate(keys) if (k < after if args.get("reverse") else k > after)),
-            len(keys),
-        )
+        if reverse:
+            start = next((i for i, k in enumerate(keys) if k < after), len(keys))
+        else:
+            start = bisect.bisect_right(keys, after)
     page = ordered[start : start + size]
     nodes = [view(item) for item in page]
 
@@ -259,8 +276,13 @@ class _Resolvers:
         warnings: list[dict[str, Any]],
         mutations: ShopifyMutations,
         bulk: BulkOperations | None = None,
+        orders: OrderedDict[tuple[Any, ...], tuple[Order, list[dict[str, Any]]]] | None = None,
     ) -> None:
         self.bulk = bulk
+        self.orders = orders
+        """Root connections' filtered, sorted records by (field, path, search, sort, data
+        version), kept by the sandbox across requests: paging a 20,000-record shop sorted all of
+        it again for every page of 250."""
         self.data = data
         self.tables = data.tables
         self.warnings = warnings
@@ -407,17 +429,17 @@ class _Resolvers:
     def root(self) -> dict[str, Any]:
         return {
             "shop": {"name": self.data.shop_name, "currencyCode": self.data.currency},
-            "products": lambda info, **a: connection(
-                self._root_filtered("products", info, a), a, self.product, self._sort_key(a)
+            "products": lambda info, **a: self._root_connection(
+                "products", info, a, self.product, self._sort_key(a)
             ),
-            "orders": lambda info, **a: connection(
-                self._root_filtered("orders", info, a), a, self.order, self._sort_key(a)
+            "orders": lambda info, **a: self._root_connection(
+                "orders", info, a, self.order, self._sort_key(a)
             ),
-            "inventoryItems": lambda info, **a: connection(
-                self._root_filtered("inventory_items", info, a), a, self.inventory_item
+            "inventoryItems": lambda info, **a: self._root_connection(
+                "inventory_items", info, a, self.inventory_item, _id_key
             ),
-            "locations": lambda info, **a: connection(
-                self._root_filtered("locations", info, a), a, self.location
+            "locations": lambda info, **a: self._root_connection(
+                "locations", info, a, self.location, _id_key
             ),
             "customers": lambda info, **a: connection(
                 self._filtered(
@@ -427,8 +449,8 @@ class _Resolvers:
                 lambda record: _public(record, "Customer"),
                 self._sort_key(a),
             ),
-            "productVariants": lambda info, **a: connection(
-                self._root_filtered("variants", info, a), a, self.variant
+            "productVariants": lambda info, **a: self._root_connection(
+                "variants", info, a, self.variant, _id_key
             ),
             "node": lambda info, id: self.node(id),
             "currentAppInstallation": {
@@ -490,6 +512,39 @@ class _Resolvers:
         if limit is not None and found > limit:
             return {"count": limit, "precision": "AT_LEAST"}
         return {"count": found, "precision": "EXACT"}
+
+    def _root_connection(
+        self,
+        table: str,
+        info: Any,
+        args: dict[str, Any],
+        view: Callable[[dict[str, Any]], dict[str, Any]],
+        key: Callable[[dict[str, Any]], tuple[Any, ...]],
+    ) -> dict[str, Any]:
+        """A root connection over ``table``, its filtered order computed once per data version
+        (its search warnings given again with it)."""
+        reverse = bool(args.get("reverse"))
+        cache_key = (
+            table,
+            tuple(_path(info)),
+            args.get("query"),
+            key,
+            reverse,
+            self.data.version,
+        )
+        cached = self.orders.get(cache_key) if self.orders is not None else None
+        if cached is None:
+            before = len(self.warnings)
+            items = self._root_filtered(table, info, args)
+            cached = (ordering(items, key, reverse), self.warnings[before:])
+            if self.orders is not None:
+                self.orders[cache_key] = cached
+                if len(self.orders) > 16:
+                    self.orders.popitem(last=False)
+        else:
+            self.warnings.extend(cached[1])
+        order, _ = cached
+        return connection(order[0], args, view, key, order=order)
 
     def _root_filtered(self, table: str, info: Any, args: dict[str, Any]) -> list[dict[str, Any]]:
         return self._filtered(
@@ -610,6 +665,9 @@ class ShopifySandbox(Sandbox):
         self.rest = RestApi(self.data, lambda: self.url)
         self.data.observers.append(self.webhooks.changed)
         load_schema()  # a shop is up before its first request (as Shopify's is)
+        self._orders: OrderedDict[tuple[Any, ...], tuple[Order, list[dict[str, Any]]]] = (
+            OrderedDict()
+        )
         self._rendered: OrderedDict[
             tuple[str, bytes, int, int], tuple[bytes, int, int, list[str]]
         ] = OrderedDict()
@@ -652,7 +710,9 @@ class ShopifySandbox(Sandbox):
                         schema,
                         ast,
                         operations[0],
-                        _Resolvers(self.data, found, self.mutations, self.bulk).root(),
+                        _Resolvers(
+                            self.data, found, self.mutations, self.bulk, self._orders
+                        ).root(),
                         variables,
                         fill_missing,
                     )
@@ -664,7 +724,9 @@ class ShopifySandbox(Sandbox):
             return execute_sync(
                 schema,
                 ast,
-                root_value=_Resolvers(self.data, warnings, self.mutations, self.bulk).root(),
+                root_value=_Resolvers(
+                    self.data, warnings, self.mutations, self.bulk, self._orders
+                ).root(),
                 variable_values=variables,
                 field_resolver=filling_resolver,
             )
