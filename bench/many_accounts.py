@@ -33,6 +33,7 @@ import anyio
 import httpx
 
 from partnersync.auth.vault import Vault
+from partnersync.cli.commands import settle_heap
 from partnersync.config import JobConfig, Project, ProjectConfig, SyncConfig
 from partnersync.service import Partnersync
 
@@ -52,6 +53,7 @@ def serve_shops(count: int, orders: int, latency: float, token: str) -> None:
         shop = ShopifySandbox(token=token, products=1, orders=orders).start()
         shop.faults.latency = latency
         shops.append(shop)
+    settle_heap()  # as `partnersync sandbox serve` does once its shop is generated
     print(json.dumps([shop.url for shop in shops]), flush=True)
     sys.stdin.read()
 
@@ -147,6 +149,7 @@ def main() -> None:
             touch_all(urls, args.orders)
             time.sleep(1.1)  # the changes are older than the cycle's start
 
+            settle_heap()  # as the CLI does once its service is open
             ours_before, theirs_before = time.process_time(), cpu_seconds(host.pid)
             started_at = datetime.now(UTC)
             started = time.perf_counter()
