@@ -22,7 +22,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -103,6 +103,13 @@ def _nodes(value: Any) -> list[dict[str, Any]] | None:
 
 def to_jsonl(data: dict[str, Any], *, grouped: bool) -> tuple[list[bytes], int]:
     """The result of a bulk query as JSONL lines, and how many root objects there were."""
+    lines, deferred, roots = to_jsonl_parts(data, grouped=grouped)
+    return lines + deferred, roots
+
+
+def to_jsonl_parts(data: dict[str, Any], *, grouped: bool) -> tuple[list[bytes], list[bytes], int]:
+    """Part of a bulk query's result as JSONL: (the lines written in place, the child lines an
+    ungrouped file writes after every parent, the root objects)."""
     (root,) = data.values()
     roots = _nodes(root) or []
     lines: list[bytes] = []
@@ -126,7 +133,7 @@ def to_jsonl(data: dict[str, Any], *, grouped: bool) -> tuple[list[bytes], int]:
 
     for node in roots:
         emit(node, None)
-    return lines + deferred, len(roots)
+    return lines, deferred, len(roots)
 
 
 @dataclass
@@ -148,7 +155,9 @@ class _Operation:
 class BulkOperations:
     """The shop's bulk query operations and their result files."""
 
-    def __init__(self, run: Callable[[str], dict[str, Any]], base_url: Callable[[], str]) -> None:
+    def __init__(
+        self, run: Callable[[str], Iterable[dict[str, Any]]], base_url: Callable[[], str]
+    ) -> None:
         self._run = run
         self._base_url = base_url
         self.operations: dict[str, _Operation] = {}
@@ -245,8 +254,15 @@ class BulkOperations:
         if expire:
             operation.status = "EXPIRED"
             return
-        data = self._run(operation.query)
-        lines, roots = to_jsonl(data, grouped=operation.grouped)
+        lines: list[bytes] = []
+        children: list[bytes] = []
+        roots = 0
+        for data in self._run(operation.query):
+            parents, deferred, found = to_jsonl_parts(data, grouped=operation.grouped)
+            lines.extend(parents)
+            children.extend(deferred)
+            roots += found
+        lines.extend(children)  # ungrouped: children after every parent
         if fail:
             kept = lines[: len(lines) // 2]
             operation.partial_url = self._publish(kept)
@@ -282,4 +298,4 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"field": ["query"], "message": message, "code": code}
 
 
-__all__ = ["BulkOperations", "check_query", "concurrency", "to_jsonl"]
+__all__ = ["BulkOperations", "check_query", "concurrency", "to_jsonl", "to_jsonl_parts"]
