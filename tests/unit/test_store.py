@@ -117,13 +117,20 @@ def test_page_commit_creates_updates_and_skips_unchanged(store: HubStore) -> Non
     assert store.records.count("products") == 2
     assert store.cursors.get("shop", "products") == "c2"
     assert store.records.find("shop", "products", "b")["data"] == {"v": 2}  # type: ignore[index]
+    # Several changed records in one page: each gets its own new content (one statement).
+    third = commit(
+        store, run, "products", [record("a", '{"v":3}'), record("b", '{"v":4}')], cursor="c3"
+    )
+    assert (third.created, third.updated, third.unchanged) == (0, 2, 0)
+    assert store.records.find("shop", "products", "a")["data"] == {"v": 3}  # type: ignore[index]
+    assert store.records.find("shop", "products", "b")["data"] == {"v": 4}  # type: ignore[index]
     run_row = store.runs.get(run)
     assert run_row is not None
     assert (run_row["created"], run_row["updated"], run_row["unchanged"], run_row["pages"]) == (
         2,
+        3,
         1,
-        1,
-        2,
+        3,
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from partnersync.sync.binder import Binder
 from partnersync.sync.store.dead_letters import insert_dead_letters, new_dead_letters
@@ -65,14 +65,15 @@ class RecordRepository(Repository):
                 )
             }
             inserts: list[dict[str, Any]] = []
+            changes: list[dict[str, Any]] = []
             created = updated = unchanged = 0
             for external_id, record in latest.items():
                 key = keys[external_id]
-                stored = self.uow.seal(entity, key, record.data)
                 previous = existing.get(key)
                 if previous == record.content_hash:
-                    unchanged += 1
+                    unchanged += 1  # nothing to seal or write
                     continue
+                stored = self.uow.seal(entity, key, record.data)
                 if previous is None:
                     created += 1
                     inserts.append(
@@ -91,18 +92,33 @@ class RecordRepository(Repository):
                     )
                 else:
                     updated += 1
-                    connection.execute(
-                        update(_records)
-                        .where(_records.c.entity == entity, _records.c.canonical_key == key)
-                        .values(
-                            content_hash=record.content_hash,
-                            data=stored,
-                            source_updated_at=record.source_updated_at,
-                            updated_at=now,
-                            updated_run_id=run_id,
-                            source_ref=record.source_ref,
-                        )
+                    changes.append(
+                        {
+                            "match_key": key,
+                            "new_hash": record.content_hash,
+                            "new_data": stored,
+                            "new_source_updated_at": record.source_updated_at,
+                            "new_source_ref": record.source_ref,
+                        }
                     )
+            if changes:
+                # One statement for the page's changed records (executemany), not one each.
+                connection.execute(
+                    update(_records)
+                    .where(
+                        _records.c.entity == entity,
+                        _records.c.canonical_key == bindparam("match_key"),
+                    )
+                    .values(
+                        content_hash=bindparam("new_hash"),
+                        data=bindparam("new_data"),
+                        source_updated_at=bindparam("new_source_updated_at"),
+                        updated_at=now,
+                        updated_run_id=run_id,
+                        source_ref=bindparam("new_source_ref"),
+                    ),
+                    changes,
+                )
             if inserts:
                 connection.execute(_records.insert(), inserts)
             insert_dead_letters(
