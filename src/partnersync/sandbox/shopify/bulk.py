@@ -101,12 +101,6 @@ def _nodes(value: Any) -> list[dict[str, Any]] | None:
     return None
 
 
-def to_jsonl(data: dict[str, Any], *, grouped: bool) -> tuple[list[bytes], int]:
-    """The result of a bulk query as JSONL lines, and how many root objects there were."""
-    lines, deferred, roots = to_jsonl_parts(data, grouped=grouped)
-    return lines + deferred, roots
-
-
 def to_jsonl_parts(data: dict[str, Any], *, grouped: bool) -> tuple[list[bytes], list[bytes], int]:
     """Part of a bulk query's result as JSONL: (the lines written in place, the child lines an
     ungrouped file writes after every parent, the root objects)."""
@@ -298,4 +292,4 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"field": ["query"], "message": message, "code": code}
 
 
-__all__ = ["BulkOperations", "check_query", "concurrency", "to_jsonl", "to_jsonl_parts"]
+__all__ = ["BulkOperations", "check_query", "concurrency", "to_jsonl_parts"]
