@@ -72,6 +72,10 @@ async def test_with_pacing_no_throttled_answers_and_most_of_the_restore_rate_use
     assert utilisation >= 0.8, f"used {utilisation:.0%} of the restore rate"
 
 
+RACE_RESTORE = 150.0
+"""Points a second the shop restores during the two-process race."""
+
+
 def _pull_in_a_process(project: Path, keys: str, entity: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "partnersync", "-p", str(project), "sync", "pull", "shop", entity],
@@ -96,8 +100,10 @@ def _throttled_with(
     projects: list[Path], keys: str, shop: ShopifySandbox, *, must_finish: bool = True
 ) -> int:
     shop.log.clear()
-    shop.bucket.set_limits(capacity=300.0, restore_rate=600.0)
-    time.sleep(0.6)  # the bucket refills to full before the race
+    # A slow restore keeps both pulls running long enough to overlap however slowly the two
+    # processes start (a busy machine once started the second after the first was done).
+    shop.bucket.set_limits(capacity=300.0, restore_rate=RACE_RESTORE)
+    time.sleep(300.0 / RACE_RESTORE + 0.1)  # the bucket refills to full before the race
     processes = [
         _pull_in_a_process(project, keys, entity)
         for project, entity in zip(projects, ("inventory", "orders"), strict=True)
