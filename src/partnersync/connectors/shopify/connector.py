@@ -468,9 +468,7 @@ class ShopifyConnector(Connector):
         While the shop runs as many bulk queries as the API version allows (one before 2026-01,
         five from it; ours for other entities or another process's), wait for a place, up to
         ``bulk_queue_seconds``: a bulk operation later is still far faster than paging."""
-        queued = 0.0
-        wait = min(0.25, self.bulk_poll)
-        while True:
+        async for queued in self._waits():
             data = await self.graphql(
                 queries.BULK_RUN, {"query": queries.bulk_query(entity, updated_since_query(since))}
             )
@@ -484,9 +482,6 @@ class ShopifyConnector(Connector):
                     self.account.name,
                     entity,
                 )
-            await anyio.sleep(wait)
-            queued += wait
-            wait = min(wait * 2, self.bulk_poll)
         errors = payload.get("userErrors") or []
         started = payload.get("bulkOperation")
         if errors or not isinstance(started, dict):
@@ -498,12 +493,10 @@ class ShopifyConnector(Connector):
             return None
         self.bulk_operations.append(str(started["id"]))
         log.info("%s: bulk operation %s started for %s", self.account.name, started["id"], entity)
-        waited = 0.0
-        wait = min(0.25, self.bulk_poll)
-        while True:
+        async for waited in self._waits():
             status = await self._bulk_status(str(started["id"]))
             if status.get("status") not in ("CREATED", "RUNNING", "CANCELING"):
-                return status
+                break
             if waited > self.bulk_timeout:
                 log.warning(
                     "%s: bulk operation %s still running after %.0f s",
@@ -511,7 +504,16 @@ class ShopifyConnector(Connector):
                     started["id"],
                     waited,
                 )
-                return status
+                break
+        return status
+
+    async def _waits(self) -> AsyncIterator[float]:
+        """The seconds waited so far: 0 at once, then after each pause (0.25 s, doubling up to
+        ``bulk_poll_seconds``) — the pace of both bulk loops, asking for a place among the
+        shop's bulk queries and asking how an operation goes."""
+        waited, wait = 0.0, min(0.25, self.bulk_poll)
+        while True:
+            yield waited
             await anyio.sleep(wait)
             waited += wait
             wait = min(wait * 2, self.bulk_poll)
