@@ -293,13 +293,9 @@ class _Executor:
             item = kind.of_type
             return [self.complete(item, entry, subs, path) for entry in value]
         if isinstance(kind, GraphQLScalarType | GraphQLEnumType):
-            # Stored text is already what a string-like scalar or a valid enum serializes to.
-            if type(value) is str and (
-                kind.name in _TEXT_SCALARS
-                if isinstance(kind, GraphQLScalarType)
-                else value in kind.values
-            ):
-                return value
+            plain = _plain_text(kind)
+            if plain is not None and type(value) is str and (plain is True or value in plain):
+                return value  # stored text is already what it serializes to
             try:
                 return kind.serialize(value)
             except Exception as exc:  # graphql-core reports a field error: let it
